@@ -1,0 +1,201 @@
+"""Model loading: a .nemo file, an extracted .nemo folder, a pretrained name, or `random:<size>`.
+
+Models are restored on the CPU, put in eval mode, then moved to the device; the decoding
+strategy is set explicitly (NeMo keeps whatever the last call left behind otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tarfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import random_models
+from .errors import SetupError
+
+PRETRAINED_NAME = "nvidia/parakeet-tdt-0.6b-v2"
+DEFAULT_MODEL_FILE = "parakeet-tdt-0.6b-v2.nemo"
+MODEL_ENV_VAR = "PARAKEET_MODEL"
+CONFIG_NAME = "model_config.yaml"
+WEIGHTS_NAME = "model_weights.ckpt"
+
+
+class ModelError(SetupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str  # what the user gave
+    kind: str  # "nemo_file" | "extracted_dir" | "pretrained" | "random"
+    path: Optional[str] = None
+    note: Optional[str] = None  # shown wherever results are shown
+
+
+@dataclass
+class LoadedModel:
+    model: object  # a NeMo ASRModel
+    source: ModelSource
+    device: str
+    load_seconds: float
+    to_device_seconds: float
+    timestamps: bool = False
+    info: dict = field(default_factory=dict)
+
+
+def default_model_spec() -> str:
+    """$PARAKEET_MODEL, else ./parakeet-tdt-0.6b-v2.nemo if present, else the pretrained name."""
+    if os.environ.get(MODEL_ENV_VAR):
+        return os.environ[MODEL_ENV_VAR]
+    if os.path.isfile(DEFAULT_MODEL_FILE):
+        return f"./{DEFAULT_MODEL_FILE}"
+    return PRETRAINED_NAME
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Pretrained names look like 'nvidia/parakeet-tdt-0.6b-v2' or 'stt_en_fastconformer_...'."""
+    return spec.startswith((".", "/", "~")) or spec.endswith(".nemo") or spec.count("/") > 1
+
+
+def resolve_model_source(spec: str) -> ModelSource:
+    """Classify and validate --model without loading any weights."""
+    if spec.startswith(random_models.RANDOM_PREFIX):
+        if spec not in random_models.random_model_names():
+            raise ModelError(f"--model {spec}: unknown; choose one of {', '.join(random_models.random_model_names())}")
+        return ModelSource(spec, "random", note=random_models.RANDOM_WEIGHTS_NOTE)
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        check_extracted_dir(path)
+        return ModelSource(spec, "extracted_dir", path)
+    if os.path.isfile(path):
+        check_nemo_archive(path)
+        return ModelSource(spec, "nemo_file", path)
+    if _looks_like_path(spec):
+        raise ModelError(f"--model {spec}: no such file or folder")
+    return ModelSource(spec, "pretrained")
+
+
+def check_nemo_archive(path: str) -> dict:
+    """A .nemo is a tar holding model_config.yaml and the weights; checked from the headers only."""
+    if os.path.getsize(path) == 0:
+        raise ModelError(f"--model {path}: not a .nemo archive (empty file)")
+    try:
+        names = []
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive:
+                names.append(os.path.basename(member.name))
+                if CONFIG_NAME in names and WEIGHTS_NAME in names:
+                    break
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ModelError(f"--model {path}: not a .nemo archive ({error})") from None
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
+        if required not in names:
+            raise ModelError(f"--model {path}: not a .nemo archive (no {required} inside)")
+    return {"members_seen": len(names)}
+
+
+def check_extracted_dir(path: str) -> None:
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
+        if not os.path.isfile(os.path.join(path, required)):
+            raise ModelError(f"--model {path}: folder is not an extracted .nemo (no {required})")
+
+
+def import_nemo_asr(quiet: bool = True):
+    """Import NeMo's ASR collection; with `quiet`, keep its INFO chatter and warnings out of the way."""
+    # NeMo logs INFO to stdout, which would corrupt --json output.
+    os.environ.setdefault("NEMO_REDIRECT_LOGS_TO_STDERR", "1")
+    if quiet:
+        logging.getLogger("nv_one_logger").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
+    try:
+        import nemo.collections.asr as nemo_asr
+        from nemo.utils import logging as nemo_logging
+    except ImportError as error:
+        raise SetupError(f"NeMo is not importable ({error}): pip install -r requirements.txt") from None
+    if quiet:
+        nemo_logging.setLevel(logging.ERROR)
+    return nemo_asr
+
+
+def restore_on_cpu(source: ModelSource, quiet: bool = True):
+    """The NeMo model for `source`, on the CPU, in eval mode."""
+    nemo_asr = import_nemo_asr(quiet)
+    ASRModel = nemo_asr.models.ASRModel
+    try:
+        if source.kind == "random":
+            path = random_models.cached_random_model(source.spec)
+            model = ASRModel.restore_from(str(path), map_location="cpu")
+        elif source.kind == "nemo_file":
+            model = ASRModel.restore_from(source.path, map_location="cpu")
+        elif source.kind == "extracted_dir":
+            from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
+
+            connector = SaveRestoreConnector()
+            connector.model_extracted_dir = source.path
+            model = ASRModel.restore_from(source.path, map_location="cpu", save_restore_connector=connector)
+        else:
+            model = _from_pretrained(ASRModel, source.spec)
+    except SetupError:
+        raise
+    except Exception as error:
+        raise ModelError(f"--model {source.spec}: cannot be restored ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:300] if str(error) else ''})") from error
+    return model.eval()
+
+
+def _from_pretrained(ASRModel, name: str):
+    try:
+        return ASRModel.from_pretrained(name, map_location="cpu")
+    except Exception as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ModelError(f"--model {name}: cannot fetch the pretrained model from the Hugging Face hub "
+                         f"({reason}); without network access download {DEFAULT_MODEL_FILE} elsewhere "
+                         "and pass --model PATH") from error
+
+
+def configure_decoding(model, device: str, timestamps: bool) -> None:
+    """Greedy-batch decoding; CUDA-graph decoder only on CUDA; timestamps explicitly on or off."""
+    from omegaconf import open_dict
+
+    decoding_cfg = copy.deepcopy(model.cfg.decoding)
+    with open_dict(decoding_cfg):
+        decoding_cfg.strategy = "greedy_batch"
+        if "greedy" not in decoding_cfg or decoding_cfg.greedy is None:
+            decoding_cfg.greedy = {}
+        decoding_cfg.greedy.use_cuda_graph_decoder = device.startswith("cuda")
+        decoding_cfg.compute_timestamps = bool(timestamps)
+    model.change_decoding_strategy(decoding_cfg, verbose=False)
+
+
+def model_info(model) -> dict:
+    cfg = model.cfg
+    return {
+        "class": type(model).__name__,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "model_type": str(cfg.decoding.get("model_type", "rnnt")) if "decoding" in cfg else None,
+        "sample_rate": int(cfg.get("sample_rate", 16000)),
+    }
+
+
+def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = True,
+               source: Optional[ModelSource] = None) -> LoadedModel:
+    """Restore `spec` on the CPU, move it to `device`, set up decoding."""
+    source = source or resolve_model_source(spec)
+    start = time.perf_counter()
+    model = restore_on_cpu(source, quiet)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    model = model.to(device)
+    to_device_seconds = time.perf_counter() - start
+    configure_decoding(model, device, timestamps)
+    return LoadedModel(model, source, device, load_seconds, to_device_seconds, timestamps, model_info(model))
+
+
+def describe(source: ModelSource) -> str:
+    return source.spec + (f" ({source.note})" if source.note else "")

@@ -1,0 +1,136 @@
+"""The transcription engine: audio inputs in, per-file results out, in input order.
+
+Audio is decoded and validated here (16 kHz mono), then handed to NeMo's own
+`model.transcribe()` as in-memory arrays, batch by batch. A file that cannot be decoded, or
+that makes its batch fail, becomes an error for that file only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator, Optional
+
+from .audio import duration_seconds, load_audio
+from .errors import ToolkitError
+from .inputs import AudioInput
+from .models import LoadedModel
+
+TIMESTAMP_KINDS = ("word", "segment", "char")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    batch_size: int = 4
+    timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
+    debug: bool = False  # re-raise model failures instead of recording them per file
+
+
+@dataclass
+class FileResult:
+    path: str
+    duration: Optional[float] = None
+    text: Optional[str] = None
+    timestamps: Optional[dict] = None
+    error: Optional[str] = None
+    reference_text: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data.update(extra)
+        return {key: value for key, value in data.items() if value is not None or key in ("text", "error")}
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options: TranscribeOptions,
+                      progress: bool = False) -> Iterator[FileResult]:
+    """Yield one FileResult per input, in input order, as each batch finishes."""
+    from tqdm import tqdm
+
+    items = list(items)
+    with tqdm(total=len(items), unit="file", disable=not progress, leave=False) as bar:
+        for chunk in _chunks(items, max(1, options.batch_size)):
+            yield from _transcribe_chunk(loaded, chunk, options)
+            bar.update(len(chunk))
+
+
+def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: TranscribeOptions) -> list[FileResult]:
+    results, signals = [], []
+    for item in chunk:
+        result = FileResult(item.path, duration=item.duration, reference_text=item.text, error=item.error)
+        if result.ok:
+            try:
+                signal = load_audio(item.path)
+                result.duration = round(duration_seconds(signal), 4)
+                signals.append((result, signal))
+            except ToolkitError as error:
+                result.error = str(error)
+        results.append(result)
+    if signals:
+        _decode_signals(loaded, signals, options)
+    return results
+
+
+def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions) -> None:
+    try:
+        hypotheses = run_model(loaded, [signal for _, signal in signals])
+    except Exception as error:
+        if options.debug or len(signals) == 1:
+            if options.debug:
+                raise
+            signals[0][0].error = f"{signals[0][0].path}: transcription failed ({type(error).__name__}: {error})"
+            return
+        # One file may have broken the whole batch: retry each alone so the others still succeed.
+        for pair in signals:
+            _decode_signals(loaded, [pair], options)
+        return
+    frame_seconds = seconds_per_encoder_frame(loaded.model)
+    for (result, _), hypothesis in zip(signals, hypotheses):
+        result.text = hypothesis.text
+        if options.timestamp_kinds:
+            result.timestamps = timestamps_in_seconds(hypothesis, options.timestamp_kinds, frame_seconds)
+
+
+def run_model(loaded: LoadedModel, signals: list) -> list:
+    """NeMo's transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
+    output = loaded.model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
+    if isinstance(output, tuple):  # some NeMo versions return (best, all)
+        output = output[0]
+    return list(output)
+
+
+def seconds_per_encoder_frame(model) -> float:
+    return float(model.cfg.preprocessor.window_stride) * int(model.encoder.subsampling_factor)
+
+
+def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: float) -> dict:
+    """NeMo's word/segment/char offsets (encoder frames) as seconds, the way NeMo converts them."""
+    raw = getattr(hypothesis, "timestamp", None) or getattr(hypothesis, "timestep", None) or {}
+    out = {}
+    for kind in kinds:
+        entries = raw.get(kind) if isinstance(raw, dict) else None
+        out[kind] = [
+            {
+                kind: _entry_text(entry, kind),
+                "start": round(entry["start_offset"] * frame_seconds, 3),
+                "end": round(entry["end_offset"] * frame_seconds, 3),
+            }
+            for entry in entries or []
+        ]
+    return out
+
+
+def _entry_text(entry: dict, kind: str) -> str:
+    value = entry.get(kind)
+    if isinstance(value, (list, tuple)):  # char entries hold a list of characters
+        return "".join(str(v) for v in value)
+    return "" if value is None else str(value)
