@@ -87,7 +87,7 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
     except ToolkitError as error:
         if debug:
             traceback.print_exc()
-        say(f"error: {error}")
+        say("error: " + "; ".join(line.strip() for line in str(error).splitlines() if line.strip()))
         return error.exit_code
     except KeyboardInterrupt:
         say("interrupted")

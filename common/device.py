@@ -190,10 +190,13 @@ def _auto_device() -> DeviceChoice:
     if status.usable:
         return DeviceChoice("npu:0", f"auto: {status.diagnosis}")
     # torch_npu installed but unusable is worth a warning; not installed at all is the normal CPU/GPU case.
-    warning = None if "not installed" in status.diagnosis else f"NPU not usable, falling back: {status.diagnosis}"
+    if "not installed" in status.diagnosis:
+        warning, npu_note = None, status.diagnosis
+    else:
+        warning, npu_note = f"NPU not usable, falling back: {status.diagnosis}", "not usable, see the warning"
     if _cuda_is_available():
-        return DeviceChoice("cuda:0", f"auto: CUDA available; NPU: {status.diagnosis}", warning)
-    return DeviceChoice("cpu", f"auto: no accelerator (NPU: {status.diagnosis}; CUDA: not available)", warning)
+        return DeviceChoice("cuda:0", f"auto: CUDA available; NPU: {npu_note}", warning)
+    return DeviceChoice("cpu", f"auto: no accelerator (NPU: {npu_note}; CUDA: not available)", warning)
 
 
 # ---------------------------------------------------------------- per-device helpers
@@ -266,8 +269,10 @@ def memory_bytes(device: str) -> dict:
     if module is not None:
         return {"kind": f"{device.split(':')[0]} allocated", "current": int(module.memory_allocated()),
                 "peak": int(module.max_memory_allocated())}
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"kind": "host rss", "current": _current_rss(), "peak": int(peak_kib) * 1024}
+    current = _current_rss() or 0
+    # ru_maxrss is sampled by the kernel and can trail the current statm reading.
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, current)
+    return {"kind": "host rss", "current": current, "peak": peak}
 
 
 def _current_rss() -> Optional[int]:

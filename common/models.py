@@ -92,8 +92,8 @@ def check_nemo_archive(path: str) -> dict:
                 names.append(os.path.basename(member.name))
                 if CONFIG_NAME in names and WEIGHTS_NAME in names:
                     break
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise ModelError(f"--model {path}: not a .nemo archive ({error})") from None
+    except (tarfile.TarError, EOFError, OSError):
+        raise ModelError(f"--model {path}: not a .nemo archive (not a readable tar file)") from None
     for required in (CONFIG_NAME, WEIGHTS_NAME):
         if required not in names:
             raise ModelError(f"--model {path}: not a .nemo archive (no {required} inside)")

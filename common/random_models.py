@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import publish
+
 RANDOM_PREFIX = "random:"
 RANDOM_WEIGHTS_NOTE = "random weights: transcripts are not meaningful"
 # Bump when a config below changes, so stale cached builds are not reused.
@@ -173,7 +175,7 @@ def save_random_model(size: str, path: Path, seed: int = 0) -> Path:
             torch.manual_seed(seed)
             model = EncDecRNNTBPEModel(cfg=OmegaConf.create(model_config(shape, Path(tok_dir))))
             model.save_to(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

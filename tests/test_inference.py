@@ -1,0 +1,197 @@
+"""inference.py end to end, with NeMo's own model.transcribe() as the oracle."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import soundfile
+
+import inference
+from tests.conftest import REPO
+
+
+def run_json(capsys, *argv) -> tuple[int, dict, str]:
+    code = inference.main([*map(str, argv), "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+def nemo_reference(nemo_model, paths, batch_size):
+    """NeMo transcribing the files itself (its own loader), with timestamps in seconds."""
+    hyps = nemo_model.transcribe([str(p) for p in paths], batch_size=batch_size, timestamps=True, verbose=False)
+    return list(hyps[0] if isinstance(hyps, tuple) else hyps)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_text_and_timestamps_match_nemo(capsys, tiny_nemo, nemo_model, clips, batch_size):
+    code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--timestamps", "all", "--batch-size", batch_size, *clips)
+    assert code == 0
+    expected = nemo_reference(nemo_model, clips, batch_size)
+    assert [r["path"] for r in doc["results"]] == clips
+    for result, hyp in zip(doc["results"], expected):
+        assert result["text"] == hyp.text
+        assert result["error"] is None
+        assert result["device"] == "cpu" and result["model"] == str(tiny_nemo)
+        assert result["duration"] == pytest.approx(soundfile.info(result["path"]).duration, abs=1e-3)
+        for kind, key in (("word", "word"), ("segment", "segment")):
+            ours = result["timestamps"][kind]
+            theirs = hyp.timestamp[kind]
+            assert [e[key] for e in ours] == [e[key] for e in theirs]
+            assert [e["start"] for e in ours] == pytest.approx([e["start"] for e in theirs], abs=1e-3)
+            assert [e["end"] for e in ours] == pytest.approx([e["end"] for e in theirs], abs=1e-3)
+        assert result["timestamps"]["char"], "char timestamps requested but missing"
+
+
+def test_timestamps_switch_off_again(capsys, tiny_nemo, clips):
+    """NeMo keeps timestamps on once asked; a later run without them must not carry them."""
+    run_json(capsys, "--model", tiny_nemo, "--timestamps", "word", clips[0])
+    code, doc, _ = run_json(capsys, "--model", tiny_nemo, clips[0])
+    assert code == 0 and "timestamps" not in doc["results"][0]
+
+
+def test_resampled_and_stereo_inputs_give_the_original_text(capsys, tiny_nemo, tmp_path, clips):
+    import librosa
+
+    # Band-limit the original below 4 kHz so that an 8 kHz copy holds the same information.
+    signal, _ = soundfile.read(clips[2], dtype="float32")
+    narrow = librosa.resample(librosa.resample(signal, orig_sr=16000, target_sr=8000), orig_sr=8000, target_sr=16000)
+    original = tmp_path / "original.wav"
+    soundfile.write(original, narrow, 16000, subtype="FLOAT")
+    variants = {
+        "rate8k.wav": (librosa.resample(narrow, orig_sr=16000, target_sr=8000), 8000),
+        "rate44k.flac": (librosa.resample(narrow, orig_sr=16000, target_sr=44100), 44100),
+        "stereo.wav": (np.stack([narrow, narrow], axis=1), 16000),
+    }
+    for name, (data, rate) in variants.items():
+        soundfile.write(tmp_path / name, data, rate, subtype="FLOAT" if name.endswith(".wav") else "PCM_24")
+    paths = [original] + [tmp_path / name for name in variants]
+    code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--batch-size", 1, *paths)
+    assert code == 0
+    texts = [r["text"] for r in doc["results"]]
+    assert texts[0] and texts[1:] == [texts[0]] * 3
+    durations = [r["duration"] for r in doc["results"]]
+    assert durations == pytest.approx([durations[0]] * 4, abs=1e-3)
+
+    from common.audio import load_audio
+
+    reference = load_audio(str(original))
+    for name in variants:
+        converted = load_audio(str(tmp_path / name))
+        n = min(len(converted), len(reference))
+        error = np.linalg.norm(converted[:n] - reference[:n]) / np.linalg.norm(reference[:n])
+        assert error < 0.05, f"{name}: relative difference {error:.3f} after conversion to 16 kHz mono"
+
+
+def test_folder_and_manifest_inputs(capsys, tiny_nemo, speech_dir, clips, tmp_path):
+    manifest = tmp_path / "set.jsonl"
+    lines = [json.dumps({"audio_filepath": str(speech_dir / "clip1.wav"), "duration": 1.0, "text": "truth"}),
+             json.dumps({"audio_filepath": "relative.wav"})]
+    shutil.copy(clips[3], tmp_path / "relative.wav")
+    manifest.write_text("\n".join(lines) + "\n")
+    code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--audio", speech_dir, manifest)
+    assert code == 0
+    paths = [r["path"] for r in doc["results"]]
+    assert paths == clips + [str(speech_dir / "clip1.wav"), str(tmp_path / "relative.wav")]
+    assert doc["results"][4]["reference_text"] == "truth"
+    assert doc["results"][4]["text"] == doc["results"][1]["text"]
+    assert doc["results"][5]["text"] == doc["results"][3]["text"]
+    assert doc["summary"] == {"files": 6, "ok": 6, "failed": 0,
+                              "audio_seconds": pytest.approx(sum(r["duration"] for r in doc["results"]), abs=1e-2)}
+
+
+def test_extracted_folder_model_gives_same_text(capsys, tiny_nemo, clips, tmp_path):
+    folder = tmp_path / "extracted"
+    with tarfile.open(tiny_nemo) as archive:
+        archive.extractall(folder, filter="data")
+    _, from_file, _ = run_json(capsys, "--model", tiny_nemo, clips[0])
+    code, from_folder, _ = run_json(capsys, "--model", folder, clips[0])
+    assert code == 0 and from_folder["model"]["kind"] == "extracted_dir"
+    assert from_folder["results"][0]["text"] == from_file["results"][0]["text"]
+
+
+# ------------------------------------------------------------------ output formats
+
+SRT_CUE = re.compile(r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)\n")
+
+
+def _seconds(h, m, s, ms) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def test_text_srt_vtt_json_agree(capsys, tiny_nemo, clips, tmp_path):
+    _, doc, _ = run_json(capsys, "--model", tiny_nemo, "--timestamps", "segment", clips[1])
+    text = doc["results"][0]["text"]
+    segments = doc["results"][0]["timestamps"]["segment"]
+
+    assert inference.main(["--model", str(tiny_nemo), clips[1]]) == 0
+    assert capsys.readouterr().out == text + "\n"
+
+    srt_file = tmp_path / "out.srt"
+    assert inference.main(["--model", str(tiny_nemo), "--output-format", "srt", "--output", str(srt_file), clips[1]]) == 0
+    cues = SRT_CUE.findall(srt_file.read_text())
+    assert [int(c[0]) for c in cues] == list(range(1, len(segments) + 1))
+    assert " ".join(c[9] for c in cues) == text
+    for cue, segment in zip(cues, segments):
+        assert _seconds(*cue[1:5]) == pytest.approx(segment["start"], abs=1e-3)
+        assert _seconds(*cue[5:9]) == pytest.approx(segment["end"], abs=1e-3)
+
+    assert inference.main(["--model", str(tiny_nemo), "--output-format", "vtt", clips[1]]) == 0
+    vtt = capsys.readouterr().out
+    assert vtt.startswith("WEBVTT\n\n")
+    lines = vtt.splitlines()
+    cue_texts = [lines[i + 1] for i, line in enumerate(lines) if " --> " in line]
+    assert " ".join(cue_texts) == text
+
+
+def test_output_dir_writes_one_file_per_input(tiny_nemo, clips, tmp_path):
+    out = tmp_path / "subs"
+    assert inference.main(["--model", str(tiny_nemo), "--output-format", "vtt", "--output-dir", str(out), *clips[:2]]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip0.vtt", "clip1.vtt"]
+
+
+def test_srt_of_several_inputs_without_output_dir_is_an_option_error(capsys, tiny_nemo, clips):
+    assert inference.main(["--model", str(tiny_nemo), "--output-format", "srt", *clips[:2]]) == 2
+    assert "--output-dir" in capsys.readouterr().err
+
+
+def test_random_model_is_labelled(capsys):
+    from tests.conftest import write_speech
+    import tempfile, pathlib
+
+    with tempfile.TemporaryDirectory() as folder:
+        clip = write_speech(pathlib.Path(folder) / "c.wav", "hello there", seed=1)
+        code = inference.main(["--model", "random:tiny", str(clip)])
+        captured = capsys.readouterr()
+        assert code == 0 and captured.out.strip()
+        assert "random weights: transcripts are not meaningful" in captured.err
+        code, doc, _ = run_json(capsys, "--model", "random:tiny", clip)
+        assert doc["model"]["note"] == "random weights: transcripts are not meaningful"
+
+
+# ------------------------------------------------------------------ the real script in a subprocess
+
+
+def run_script(*argv, env=None):
+    return subprocess.run([sys.executable, str(REPO / "inference.py"), *map(str, argv)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+def test_script_in_a_pipe_prints_transcripts_without_progress_bars(tiny_nemo, clips):
+    proc = run_script("--model", tiny_nemo, "--device", "cpu", *clips)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(": ", 1)[0] for line in proc.stdout.splitlines()] == clips
+    assert "%|" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[0] == "device: cpu (requested)"
+
+
+def test_script_help_shows_defaults():
+    proc = run_script("--help")
+    assert proc.returncode == 0
+    assert "(default: 4)" in proc.stdout and "(default: auto)" in proc.stdout
