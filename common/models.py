@@ -199,3 +199,20 @@ def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = T
 
 def describe(source: ModelSource) -> str:
     return source.spec + (f" ({source.note})" if source.note else "")
+
+
+class ModelPool:
+    """Loads each (model, device) once per process and hands out the same LoadedModel after."""
+
+    def __init__(self, timestamps: bool = False, quiet: bool = True):
+        self.timestamps = timestamps
+        self.quiet = quiet
+        self.loads: list[tuple[str, str]] = []  # (spec, device), in load order
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+
+    def get(self, source: ModelSource, device: str) -> LoadedModel:
+        key = (source.spec, device)
+        if key not in self._loaded:
+            self._loaded[key] = load_model(source.spec, device, self.timestamps, self.quiet, source)
+            self.loads.append(key)
+        return self._loaded[key]

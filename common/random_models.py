@@ -18,7 +18,7 @@ from .files import publish
 RANDOM_PREFIX = "random:"
 RANDOM_WEIGHTS_NOTE = "random weights: transcripts are not meaningful"
 # Bump when a config below changes, so stale cached builds are not reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,8 @@ def model_config(shape: ModelShape, tokenizer_dir: Path) -> dict:
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",
             "normalization_mode": None, "random_state_sampling": False, "blank_as_pad": True,
             "prednet": {"pred_hidden": shape.pred_hidden, "pred_rnn_layers": shape.pred_rnn_layers,
-                        "t_max": None, "dropout": 0.2},
+                        # torch warns about LSTM dropout with a single layer
+                        "t_max": None, "dropout": 0.2 if shape.pred_rnn_layers > 1 else 0.0},
         },
         "joint": {
             "_target_": "nemo.collections.asr.modules.RNNTJoint",

@@ -14,15 +14,27 @@ from .audio import duration_seconds, load_audio
 from .errors import ToolkitError
 from .inputs import AudioInput
 from .models import LoadedModel
+from .precision import autocast
 
 TIMESTAMP_KINDS = ("word", "segment", "char")
+
+
+ENGINES = ("nemo", "direct")
 
 
 @dataclass(frozen=True)
 class TranscribeOptions:
     batch_size: int = 4
     timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
+    dtype: str = "fp32"  # fp32, or bf16/fp16 autocast
+    engine: str = "nemo"  # nemo: model.transcribe(); direct: preprocessor/encoder/decoding by hand
     debug: bool = False  # re-raise model failures instead of recording them per file
+
+
+@dataclass
+class Transcript:
+    text: str
+    timestamps: Optional[dict] = None
 
 
 @dataclass
@@ -82,7 +94,7 @@ def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: Tra
 
 def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions) -> None:
     try:
-        hypotheses = run_model(loaded, [signal for _, signal in signals])
+        transcripts = transcribe_signals(loaded, [signal for _, signal in signals], options)
     except Exception as error:
         if options.debug or len(signals) == 1:
             if options.debug:
@@ -93,16 +105,32 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
         for pair in signals:
             _decode_signals(loaded, [pair], options)
         return
+    for (result, _), transcript in zip(signals, transcripts):
+        result.text, result.timestamps = transcript.text, transcript.timestamps
+
+
+def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
+                       stages: Optional[dict] = None) -> list[Transcript]:
+    """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
+    `stages` (direct engine) receives seconds per stage."""
+    if options.engine == "direct":
+        from .direct_engine import decode_batch
+
+        hypotheses = decode_batch(loaded.model, signals, loaded.device, options.dtype, stages)
+    else:
+        with autocast(loaded.device, options.dtype):
+            hypotheses = run_nemo_transcribe(loaded.model, signals)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
-    for (result, _), hypothesis in zip(signals, hypotheses):
-        result.text = hypothesis.text
-        if options.timestamp_kinds:
-            result.timestamps = timestamps_in_seconds(hypothesis, options.timestamp_kinds, frame_seconds)
+    return [
+        Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds)
+                   if options.timestamp_kinds else None)
+        for h in hypotheses
+    ]
 
 
-def run_model(loaded: LoadedModel, signals: list) -> list:
-    """NeMo's transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
-    output = loaded.model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
+def run_nemo_transcribe(model, signals: list) -> list:
+    """NeMo's own transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
+    output = model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
     if isinstance(output, tuple):  # some NeMo versions return (best, all)
         output = output[0]
     return list(output)

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Check that a device transcribes like the CPU: the same model on the target device and on a
+reference device, in one process, compared file by file (exact match, WER/CER, word-timestamp
+drift, optional ground truth).
+
+Examples:
+  python accuracy_run.py --audio sample.wav --output results.json
+  python accuracy_run.py --audio clips/ --device npu:0 --dtype bf16 --max-wer 0.02 --min-match 0.9
+  python accuracy_run.py --audio dev.jsonl --json          # manifest 'text' gives ground-truth WER
+
+Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+
+from common import cli  # noqa: E402
+
+
+def build_parser():
+    parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    cli.add_input_arguments(parser)
+    cli.add_model_arguments(parser)
+    parser.add_argument("--reference", default="cpu", help="reference device (always fp32)")
+    parser.add_argument("--reference-model", default=None,
+                        help="model for the reference device (default: the same as --model)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="target precision (autocast); fp32 on an NPU also turns conv HF32 off")
+    parser.add_argument("--reference-text", default=None,
+                        help="ground-truth transcript for a single input (manifests carry their own 'text')")
+    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
+    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs reference")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per device before timing")
+    cli.add_output_arguments(parser)
+    return parser
+
+
+def accuracy_command(args) -> int:
+    from common.errors import SetupError
+    from common.files import write_json_atomic
+    from common.formats import render_json
+    from common.inputs import collect_inputs
+    from common.models import ModelPool, default_model_spec, resolve_model_source
+    from common.reports import accuracy_table
+
+    items = collect_inputs(cli.input_paths(args))
+    if args.reference_text is not None and len(items) != 1:
+        raise SetupError(f"--reference-text: applies to one input, got {len(items)}; use a manifest with 'text'")
+    if not 0.0 <= args.min_match <= 1.0 or args.max_wer < 0 or args.warmup < 0:
+        raise SetupError("--min-match must be in [0, 1], --max-wer and --warmup must not be negative")
+    target_source = resolve_model_source(args.model or default_model_spec())
+    reference_source = resolve_model_source(args.reference_model) if args.reference_model else target_source
+    pool = ModelPool(timestamps=True, quiet=not args.debug)
+    document = run_accuracy_check(args, items, target_source, reference_source, pool)
+    if args.output:
+        write_json_atomic(args.output, document)
+    if args.json:
+        sys.stdout.write(render_json(document))
+    else:
+        sys.stdout.write(accuracy_table(document))
+    return 0 if document["accuracy"]["verdict"]["passed"] else 1
+
+
+def run_accuracy_check(args, items, target_source, reference_source, pool) -> dict:
+    """Resolve both devices, load both models (once each), compare; returns the results document."""
+    from common.accuracy import AccuracyOptions, run_accuracy, summary_line
+    from common.compare import NORMALIZER
+    from common.device import device_name, prepare_device
+    from common.environment import collect_environment
+    from common.models import describe
+
+    target = cli.select_device(args.device, announce=not args.json)
+    reference = cli.select_device(args.reference, announce=False)
+    settings = prepare_device(target.device, exact_fp32=args.dtype == "fp32")
+    prepare_device(reference.device, exact_fp32=True)
+    if target_source.note and not args.json:
+        cli.say(f"model: {describe(target_source)}")
+    options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
+                              max_wer=args.max_wer, debug=args.debug)
+    result = run_accuracy(pool.get(target_source, target.device), pool.get(reference_source, reference.device),
+                          items, options, args.reference_text, progress=cli.show_progress(args.json))
+    return {
+        "environment": collect_environment([target.device, reference.device]),
+        "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
+        "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind},
+        "target": {"device": target.device, "name": device_name(target.device), "dtype": args.dtype,
+                   "settings": settings, "reason": target.reason},
+        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
+        "inputs": [item.path for item in items],
+        "normalizer": NORMALIZER,
+        "accuracy": result,
+        "summary": summary_line(result),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run(lambda: accuracy_command(args), debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""A record of the machine and software a result was measured on, for results files."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+from .device import cpu_name, device_name
+
+
+def package_version(name: str):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def collect_environment(devices: list[str]) -> dict:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_npu": package_version("torch_npu"),
+        "nemo_toolkit": package_version("nemo_toolkit"),
+        "numpy": package_version("numpy"),
+        "devices": {dev: device_name(dev) for dev in dict.fromkeys(devices)},
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+    }

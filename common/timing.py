@@ -1,0 +1,51 @@
+"""Clocks that tell the truth about asynchronous devices, and statistics over latencies."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from contextlib import contextmanager
+
+from .device import synchronize
+
+
+@contextmanager
+def timed(device: str, sink: dict, key: str):
+    """Add the wall time of the block to sink[key]; the device is synchronized before both clock
+    reads, so queued kernels are counted where they ran."""
+    synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        synchronize(device)
+        sink[key] = sink.get(key, 0.0) + time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default method), q in [0, 100]."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def latency_stats(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "median": statistics.median(values),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "min": min(values),
+        "max": max(values),
+        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def rtfx(audio_seconds: float, wall_seconds: float) -> float:
+    """Real-time factor as a speed-up: seconds of audio per second of compute."""
+    return audio_seconds / wall_seconds if wall_seconds > 0 else float("inf")

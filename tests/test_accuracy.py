@@ -1,0 +1,148 @@
+"""accuracy_run.py: agreement when there is agreement, a real mismatch detected when there is
+one, ground-truth WER after normalization, and errors per file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import accuracy_run
+from common.compare import error_rates, normalize_english, timestamp_drift, word_differences
+
+
+def levenshtein(a: list, b: list) -> int:
+    """Independent edit distance, to check jiwer's WER without using jiwer."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def run(capsys, *argv):
+    code = accuracy_run.main([*map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def other_seed_nemo(tmp_path_factory):
+    from common.random_models import save_random_model
+
+    return save_random_model("tiny", tmp_path_factory.mktemp("model2") / "tiny-seed1.nemo", seed=1)
+
+
+def test_cpu_vs_cpu_agrees_completely(capsys, tiny_nemo, clips, tmp_path):
+    out_file = tmp_path / "results.json"
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--output", out_file, *clips)
+    assert code == 0
+    doc = json.loads(out_file.read_text())
+    agg = doc["accuracy"]["aggregate"]
+    assert agg["compared"] == len(clips) and agg["match_rate"] == 1.0
+    assert agg["wer"] == 0.0 and agg["cer"] == 0.0
+    assert agg["drift"]["start_max"] == 0.0 and agg["drift"]["end_max"] == 0.0 and agg["drift"]["aligned_words"] > 0
+    assert doc["accuracy"]["verdict"] == {"passed": True, "failures": [],
+                                          "thresholds": {"min_match": 1.0, "max_wer": 0.0}}
+    for entry in doc["accuracy"]["files"]:
+        assert entry["match"] and entry["reference"]["text"] == entry["device"]["text"]
+        assert entry["device"]["rtfx"] == pytest.approx(entry["duration"] / entry["device"]["latency"], rel=1e-2)
+    assert doc["environment"]["torch"] and doc["target"]["dtype"] == "fp32"
+    assert out.splitlines()[-1].startswith("PASS: 4/4 files match exactly")
+
+
+def test_a_different_model_is_a_real_mismatch(capsys, tiny_nemo, other_seed_nemo, clips):
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--reference-model", other_seed_nemo, "--device", "cpu",
+                       "--json", *clips[:2])
+    doc = json.loads(out)
+    assert code == 1
+    files = doc["accuracy"]["files"]
+    for entry in files:
+        ref, dev = entry["reference"]["text"].split(), entry["device"]["text"].split()
+        assert ref != dev and not entry["match"]
+        assert entry["wer"] == pytest.approx(levenshtein(ref, dev) / len(ref))
+        assert entry["wer"] > 0 and entry["differences"]
+    total_errors = sum(levenshtein(f["reference"]["text"].split(), f["device"]["text"].split()) for f in files)
+    total_words = sum(len(f["reference"]["text"].split()) for f in files)
+    assert doc["accuracy"]["aggregate"]["wer"] == pytest.approx(total_errors / total_words)
+    failures = doc["accuracy"]["verdict"]["failures"]
+    assert any("--min-match" in f for f in failures) and any("--max-wer" in f for f in failures)
+    assert doc["summary"].startswith("FAIL:")
+
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--reference-model", other_seed_nemo, "--device", "cpu",
+                       "--min-match", "0", "--max-wer", "100", *clips[:2])
+    assert code == 0 and out.splitlines()[-1].startswith("PASS:")
+    assert "first differences (reference -> cpu)" in out
+
+
+def test_bf16_on_cpu_is_measured_not_assumed(capsys, tiny_nemo, clips):
+    """bf16 autocast really runs (the encoder output changes); whether the text changes is reported."""
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--dtype", "bf16", "--json",
+                       "--min-match", "0", "--max-wer", "100", *clips)
+    doc = json.loads(out)
+    assert code == 0 and doc["target"]["dtype"] == "bf16"
+    agg = doc["accuracy"]["aggregate"]
+    assert agg["match_rate"] == agg["exact_matches"] / agg["compared"]
+    for entry in doc["accuracy"]["files"]:
+        assert entry["match"] == (entry["wer"] == 0.0 and entry["reference"]["text"] == entry["device"]["text"])
+
+
+def test_ground_truth_from_reference_text_and_manifest(capsys, tiny_nemo, clips, tmp_path):
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--json",
+                       "--reference-text", "Hello, World!", clips[0])
+    doc = json.loads(out)
+    entry = doc["accuracy"]["files"][0]
+    expected = error_rates("hello world", normalize_english(entry["device"]["text"]))
+    assert entry["truth"]["device"] == expected and doc["accuracy"]["aggregate"]["truth"]["files"] == 1
+    assert "whisper_normalizer" in doc["normalizer"]
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": c, "text": f"text {n}"}) + "\n"
+                                for n, c in enumerate(clips[:2])))
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--json", manifest)
+    doc = json.loads(out)
+    assert [f["truth"]["text"] for f in doc["accuracy"]["files"]] == ["text 0", "text 1"]
+
+
+@pytest.mark.parametrize("truth, hypothesis, wer", [
+    ("Well, I don't wish to see it.", "well i do not wish to see it", 0.0),
+    ("It is twenty-five percent.", "it's 25%", 0.0),
+    ("HELLO world", "hello, world!", 0.0),
+    ("the cat sat on the mat", "the cat sat on a mat", 1 / 6),
+    ("one two three", "123", 0.0),  # numbers become digits, as the leaderboard scores them
+    ("the old portrait", "the portrait", 1 / 3),
+])
+def test_normalized_ground_truth_wer(truth, hypothesis, wer):
+    assert error_rates(normalize_english(truth), normalize_english(hypothesis))["wer"] == pytest.approx(wer)
+
+
+def test_word_differences_and_drift():
+    diffs = word_differences("a b c d e", "a x c d")
+    assert diffs == [{"type": "substitute", "position": 1, "reference": "b", "device": "x"},
+                     {"type": "delete", "position": 4, "reference": "e", "device": ""}]
+    ref = [{"word": "a", "start": 0.0, "end": 0.2}, {"word": "b", "start": 0.3, "end": 0.5},
+           {"word": "c", "start": 0.6, "end": 0.9}]
+    dev = [{"word": "a", "start": 0.08, "end": 0.2}, {"word": "c", "start": 0.6, "end": 1.06}]
+    drift = timestamp_drift(ref, dev)
+    assert drift["aligned_words"] == 2
+    assert drift["start_max"] == pytest.approx(0.08) and drift["end_max"] == pytest.approx(0.16)
+    assert drift["start_mean"] == pytest.approx(0.04)
+
+
+def test_bad_file_is_an_error_for_that_file(capsys, tiny_nemo, clips, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--json", clips[0], empty)
+    doc = json.loads(out)
+    assert code == 1
+    files = doc["accuracy"]["files"]
+    assert files[0]["match"] and "empty file" in files[1]["error"]
+    assert doc["accuracy"]["verdict"]["failures"] == ["1 file(s) could not be compared"]
+
+
+def test_setup_errors_exit_2(capsys, tiny_nemo, clips):
+    code, _, err = run(capsys, "--model", tiny_nemo, "--device", "npu:0", clips[0])
+    assert code == 2 and err.strip().startswith("error: --device npu:")
+    code, _, err = run(capsys, "--model", tiny_nemo, "--reference-text", "x", *clips[:2])
+    assert code == 2 and "--reference-text" in err
