@@ -84,7 +84,7 @@ def run_accuracy_check(args, items, target_source, reference_source, pool) -> di
     result = run_accuracy(pool.get(target_source, target.device), pool.get(reference_source, reference.device),
                           items, options, args.reference_text, progress=cli.show_progress(args.json))
     return {
-        "environment": collect_environment([target.device, reference.device]),
+        "environment": collect_environment([target.device, reference.device], args.command_line),
         "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
         "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind},
         "target": {"device": target.device, "name": device_name(target.device), "dtype": args.dtype,
@@ -98,7 +98,7 @@ def run_accuracy_check(args, items, target_source, reference_source, pool) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.parse_args(build_parser(), argv, __file__)
     return cli.run(lambda: accuracy_command(args), debug=args.debug)
 
 

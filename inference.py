@@ -96,7 +96,7 @@ def run_inference(args, items, source, kinds):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.parse_args(build_parser(), argv, __file__)
     return cli.run(lambda: transcribe_command(args), debug=args.debug)
 
 

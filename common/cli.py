@@ -51,6 +51,17 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show tracebacks and library logs instead of one-line errors")
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:
+    """Parse `argv` (default: sys.argv[1:]) and remember the command line for results files."""
+    import os
+    import shlex
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.command_line = shlex.join([os.path.basename(script)] + [str(a) for a in argv])
+    return args
+
+
 def input_paths(args: argparse.Namespace) -> list[str]:
     paths = list(args.audio) + list(args.paths)
     if not paths:

@@ -31,6 +31,8 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
     import torch
 
     stages = {} if stages is None else stages
+    if model.encoder.training or model.decoder.training:
+        model.eval()  # never decode with dropout on, whoever left the model in training mode
     batch, lengths = pad_batch(signals)
     with torch.inference_mode():
         with timed(device, stages, "features"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import sys
 
 from .device import cpu_name, device_name
 
@@ -17,7 +16,7 @@ def package_version(name: str):
         return None
 
 
-def collect_environment(devices: list[str]) -> dict:
+def collect_environment(devices: list[str], command_line: str) -> dict:
     import torch
 
     return {
@@ -31,5 +30,5 @@ def collect_environment(devices: list[str]) -> dict:
         "nemo_toolkit": package_version("nemo_toolkit"),
         "numpy": package_version("numpy"),
         "devices": {dev: device_name(dev) for dev in dict.fromkeys(devices)},
-        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "command": command_line,
     }

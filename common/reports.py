@@ -48,3 +48,64 @@ def accuracy_table(document: dict) -> str:
                  f"{_fmt(timing['reference']['rtfx'], '.2f')}, target {_fmt(timing['device']['rtfx'], '.2f')}")
     lines.append(document["summary"])
     return "\n".join(lines) + "\n"
+
+
+def _mib(value) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def perf_rows(document: dict) -> list[dict]:
+    rows = []
+    for r in document["results"]:
+        cfg, stats, stages = r["config"], r["stats"], r["stage_median"]
+        rows.append({
+            "device": cfg["device"], "dtype": cfg["dtype"], "engine": cfg["engine"], "batch_size": cfg["batch_size"],
+            "audio_s": r["audio_seconds"], "runs": stats["n"], "mean_s": stats["mean"], "median_s": stats["median"],
+            "p90_s": stats["p90"], "p99_s": stats["p99"], "min_s": stats["min"], "max_s": stats["max"],
+            "stdev_s": stats["stdev"], "rtfx": r["rtfx"],
+            "features_s": stages.get("features"), "encoder_s": stages.get("encoder"),
+            "decoding_s": stages.get("decoding"), "other_s": stages.get("other"),
+            "peak_memory_bytes": r["memory"]["peak"], "memory_kind": r["memory"]["kind"],
+            "engines_identical": r.get("engine_check", {}).get("identical"),
+        })
+    return rows
+
+
+def perf_csv(document: dict) -> str:
+    import csv
+    import io
+
+    rows = perf_rows(document)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()) if rows else ["device"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def perf_table(document: dict) -> str:
+    from tabulate import tabulate
+
+    lines = [f"model: {document['model']['spec']}" + (f" ({document['model']['note']})"
+                                                       if document["model"].get("note") else ""),
+             f"inputs: {len(document['inputs'])} file(s), "
+             f"{sum(i['duration'] for i in document['inputs']):.2f} s of audio; "
+             f"{document['options']['warmup']} warm-up + {document['options']['runs']} timed runs per row", ""]
+    cold = [[dev, _fmt(c["import_seconds"]), _fmt(c["load_seconds"]), _fmt(c["to_device_seconds"]),
+             _fmt(c.get("first_call_seconds"))] for dev, c in document["cold_start"].items()]
+    lines += ["cold start (s):", tabulate(cold, headers=["device", "import", "load", "to device", "first call"],
+                                          tablefmt="simple", disable_numparse=True), ""]
+    rows = [[r["device"], r["dtype"], r["engine"], r["batch_size"], _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
+             _fmt(r["stdev_s"], ".4f"), _fmt(r["rtfx"], ".2f"), _fmt(r["features_s"], ".4f"), _fmt(r["encoder_s"], ".4f"),
+             _fmt(r["decoding_s"], ".4f"), _fmt(r["other_s"], ".4f"), _mib(r["peak_memory_bytes"]),
+             {True: "same", False: "DIFFER", None: "-"}[r["engines_identical"]]] for r in perf_rows(document)]
+    lines.append(tabulate(rows, headers=["device", "dtype", "engine", "batch", "median s", "p90 s", "stdev s", "RTFx",
+                                         "features s", "encoder s", "decoding s", "other s", "peak MiB", "engines"],
+                          tablefmt="simple", disable_numparse=True))
+    for ratio in document["ratios"]:
+        lines.append(f"ratio {ratio['other']} / {ratio['base']} ({ratio['dtype']}, {ratio['engine']}, batch "
+                     f"{ratio['batch_size']}): median latency x{ratio['latency_ratio']:.2f}")
+    lines.append("nemo engine: 'other' = NeMo's dataloader + TDT decoding; direct engine: 'other' = padding and copies")
+    if not document["engines_identical"]:
+        lines.append("FAIL: the nemo and direct engines gave different transcripts (see engine_check in the JSON)")
+    return "\n".join(lines) + "\n"

@@ -49,3 +49,25 @@ def latency_stats(values: list[float]) -> dict:
 def rtfx(audio_seconds: float, wall_seconds: float) -> float:
     """Real-time factor as a speed-up: seconds of audio per second of compute."""
     return audio_seconds / wall_seconds if wall_seconds > 0 else float("inf")
+
+
+@contextmanager
+def module_timer(module, device: str, sink: dict, key: str):
+    """Time every forward() of `module` inside the block into sink[key], via forward hooks, so
+    that stages inside a library call (NeMo's transcribe) can be timed without changing it."""
+    starts = []
+
+    def before(*_):
+        synchronize(device)
+        starts.append(time.perf_counter())
+
+    def after(*_):
+        synchronize(device)
+        sink[key] = sink.get(key, 0.0) + time.perf_counter() - starts.pop()
+
+    handles = [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -15,6 +15,7 @@ from .errors import ToolkitError
 from .inputs import AudioInput
 from .models import LoadedModel
 from .precision import autocast
+from .timing import module_timer
 
 TIMESTAMP_KINDS = ("word", "segment", "char")
 
@@ -112,11 +113,16 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
                        stages: Optional[dict] = None) -> list[Transcript]:
     """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
-    `stages` (direct engine) receives seconds per stage."""
+    `stages` receives seconds per stage: features, encoder and (direct engine) decoding."""
     if options.engine == "direct":
         from .direct_engine import decode_batch
 
         hypotheses = decode_batch(loaded.model, signals, loaded.device, options.dtype, stages)
+    elif stages is not None:
+        model, device = loaded.model, loaded.device
+        with module_timer(model.preprocessor, device, stages, "features"), \
+                module_timer(model.encoder, device, stages, "encoder"), autocast(device, options.dtype):
+            hypotheses = run_nemo_transcribe(model, signals)
     else:
         with autocast(loaded.device, options.dtype):
             hypotheses = run_nemo_transcribe(loaded.model, signals)
@@ -131,6 +137,9 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def run_nemo_transcribe(model, signals: list) -> list:
     """NeMo's own transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
     output = model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
+    # NeMo's transcribe() ends by unfreezing encoder and decoder, which puts them in training
+    # mode (dropout on): anything run on the model afterwards would be silently random.
+    model.eval()
     if isinstance(output, tuple):  # some NeMo versions return (best, all)
         output = output[0]
     return list(output)

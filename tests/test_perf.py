@@ -1,0 +1,107 @@
+"""accuracy_run_perf.py: statistics, a complete and self-consistent results file, engines agreeing.
+No timing thresholds here: speed is measured by the benchmark, not asserted by tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import accuracy_run_perf
+from common.perf import plan_batches
+from common.timing import latency_stats, percentile
+
+
+def test_statistics_on_known_values():
+    values = [0.5, 0.1, 0.4, 0.2, 0.3]
+    stats = latency_stats(values)
+    assert stats["n"] == 5 and stats["min"] == 0.1 and stats["max"] == 0.5
+    assert stats["mean"] == pytest.approx(0.3) and stats["median"] == pytest.approx(0.3)
+    assert stats["p90"] == pytest.approx(0.46) and stats["p99"] == pytest.approx(0.496)
+    assert stats["stdev"] == pytest.approx(np.std(values, ddof=1))
+    rng = np.random.default_rng(0)
+    sample = list(rng.random(37))
+    for q in (0, 10, 50, 90, 99, 100):
+        assert percentile(sample, q) == pytest.approx(np.percentile(sample, q))
+    assert latency_stats([2.0])["stdev"] == 0.0
+
+
+def test_batches_are_longest_first_and_cover_every_input_once():
+    durations = [3.0, 9.0, 1.0, 7.0, 5.0]
+    assert plan_batches(durations, 2) == [[1, 3], [4, 0], [2]]
+    assert plan_batches(durations, 16) == [[1, 3, 4, 0, 2]]
+
+
+@pytest.fixture(scope="module")
+def perf_run(tmp_path_factory, tiny_nemo, clips):
+    folder = tmp_path_factory.mktemp("perf")
+    argv = ["--model", str(tiny_nemo), "--device", "cpu", "--warmup", "1", "--runs", "3",
+            "--batch-sizes", "1,3", "--engine", "nemo,direct", "--dtype", "fp32",
+            "--output", str(folder / "perf.json"), "--csv", str(folder / "perf.csv"), *clips]
+    code = accuracy_run_perf.main(argv)
+    return code, json.loads((folder / "perf.json").read_text()), (folder / "perf.csv").read_text()
+
+
+def test_results_file_is_complete_and_self_consistent(perf_run, clips):
+    code, doc, _ = perf_run
+    assert code == 0 and doc["ok"] and doc["engines_identical"]
+    assert [i["path"] for i in doc["inputs"]] == clips
+    audio = sum(i["duration"] for i in doc["inputs"])
+    assert set(doc["cold_start"]["cpu"]) == {"import_seconds", "load_seconds", "to_device_seconds",
+                                             "first_call_seconds"}
+    assert doc["environment"]["torch"] and doc["environment"]["cpu"] and "accuracy_run_perf" in doc["environment"]["command"]
+    assert "synchronized" in doc["timed"]
+    assert len(doc["results"]) == 4  # 2 engines x 2 batch sizes
+    for result in doc["results"]:
+        cfg, stats = result["config"], result["stats"]
+        assert len(result["latencies"]) == stats["n"] == 3
+        assert stats["median"] == pytest.approx(float(np.median(result["latencies"])), abs=1e-5)
+        assert result["rtfx"] == pytest.approx(audio / stats["median"], rel=1e-3)
+        for run_stages, latency in zip(result["stages"], result["latencies"]):
+            measured = sum(v["seconds"] for k, v in run_stages.items() if k != "other")
+            assert measured <= latency + 1e-4
+            assert sum(v["seconds"] for v in run_stages.values()) == pytest.approx(latency, abs=1e-3)
+            assert {"features", "encoder"} <= set(run_stages)
+            assert ("decoding" in run_stages) == (cfg["engine"] == "direct")
+        batches = result["batches"]
+        assert sorted(e["index"] for b in batches for e in b) == list(range(len(clips)))
+        assert all(len(b) <= cfg["batch_size"] for b in batches)
+        flat = [e["duration"] for b in batches for e in b]
+        assert flat == sorted(flat, reverse=True)
+        assert result["engine_check"]["identical"] and result["memory"]["peak"] > 0
+    texts = {tuple(r["texts"]) for r in doc["results"]}
+    assert len(texts) == 1, "every configuration must produce the same transcripts at fp32"
+
+
+def test_csv_has_one_row_per_configuration(perf_run):
+    _, doc, text = perf_run
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) == len(doc["results"])
+    assert [(r["engine"], int(r["batch_size"])) for r in rows] == [
+        (res["config"]["engine"], res["config"]["batch_size"]) for res in doc["results"]]
+    assert float(rows[0]["rtfx"]) == pytest.approx(doc["results"][0]["rtfx"])
+
+
+def test_nemo_transcribe_does_not_leave_the_model_in_training_mode(tiny_nemo, clips):
+    """NeMo's transcribe() unfreezes (= trains) encoder and decoder on exit; dropout would then
+    make every later direct-engine result random."""
+    from common.audio import load_audio
+    from common.models import load_model
+    from common.transcriber import TranscribeOptions, transcribe_signals
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+    signal = [load_audio(clips[0])]
+    transcribe_signals(loaded, signal, TranscribeOptions(engine="nemo"))
+    assert not loaded.model.encoder.training and not loaded.model.decoder.training
+
+
+def test_json_output_and_option_errors(capsys, tiny_nemo, clips):
+    code = accuracy_run_perf.main(["--model", str(tiny_nemo), "--device", "cpu", "--runs", "1", "--warmup", "0",
+                                   "--json", "--no-engine-check", clips[0]])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and "engine_check" not in doc["results"][0]
+    assert "first_call_seconds" not in doc["results"][0]  # no warm-up run, so no first call was separated
+    assert accuracy_run_perf.main(["--model", str(tiny_nemo), "--engine", "onnx", clips[0]]) == 2
+    assert "--engine 'onnx'" in capsys.readouterr().err
