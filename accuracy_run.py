@@ -66,35 +66,17 @@ def accuracy_command(args) -> int:
 
 
 def run_accuracy_check(args, items, target_source, reference_source, pool) -> dict:
-    """Resolve both devices, load both models (once each), compare; returns the results document."""
-    from common.accuracy import AccuracyOptions, run_accuracy, summary_line
-    from common.compare import NORMALIZER
-    from common.device import device_name, prepare_device
-    from common.environment import collect_environment
+    from common.accuracy import AccuracyOptions, accuracy_check
     from common.models import describe
 
     target = cli.select_device(args.device, announce=not args.json)
     reference = cli.select_device(args.reference, announce=False)
-    settings = prepare_device(target.device, exact_fp32=args.dtype == "fp32")
-    prepare_device(reference.device, exact_fp32=True)
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug)
-    result = run_accuracy(pool.get(target_source, target.device), pool.get(reference_source, reference.device),
-                          items, options, args.reference_text, progress=cli.show_progress(args.json))
-    return {
-        "environment": collect_environment([target.device, reference.device], args.command_line),
-        "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
-        "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind},
-        "target": {"device": target.device, "name": device_name(target.device), "dtype": args.dtype,
-                   "settings": settings, "reason": target.reason},
-        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
-        "inputs": [item.path for item in items],
-        "normalizer": NORMALIZER,
-        "accuracy": result,
-        "summary": summary_line(result),
-    }
+    return accuracy_check(target, reference, target_source, reference_source, pool, items, options,
+                          args.command_line, args.reference_text, progress=cli.show_progress(args.json))
 
 
 def main(argv: list[str] | None = None) -> int:

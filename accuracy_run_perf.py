@@ -89,73 +89,22 @@ def perf_command(args) -> int:
     return 0 if document["ok"] else 1
 
 
-def load_inputs(args):
-    """Decode every input once, up front; bad files are reported and left out."""
-    from common.audio import duration_seconds, load_audio
-    from common.errors import InputError
-    from common.inputs import collect_inputs
-
-    paths, signals, errors = [], [], []
-    for item in collect_inputs(cli.input_paths(args)):
-        try:
-            if item.error:
-                raise InputError(item.error)
-            signals.append(load_audio(item.path))
-            paths.append(item.path)
-        except InputError as error:
-            errors.append(str(error))
-            cli.say(f"error: {error}")
-    if not signals:
-        raise InputError("no readable input to benchmark")
-    return paths, signals, [duration_seconds(s) for s in signals], errors
-
-
 def run_benchmark(args, import_seconds: float) -> dict:
-    from common.device import prepare_device
-    from common.environment import collect_environment
     from common.models import ModelPool, default_model_spec, describe, resolve_model_source
-    from common import perf
-    from common.perf import PerfConfig, PerfOptions, benchmark, cold_start, device_ratios
+    from common.perf import PerfOptions, PerfSweep, load_signals, run_perf
 
     source = resolve_model_source(args.model or default_model_spec())
-    paths, signals, durations, errors = load_inputs(args)
+    inputs = load_signals(cli.input_paths(args))
+    for error in inputs.errors:
+        cli.say(f"error: {error}")
     choices = [cli.select_device(spec, announce=not args.json) for spec in (args.devices or [args.device])]
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
-    pool = ModelPool(timestamps=False, quiet=not args.debug)
+    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
     options = PerfOptions(warmup=args.warmup, runs=args.runs, check_engines=not args.no_engine_check)
-    results, cold, settings = [], {}, {}
-    for choice in choices:
-        settings[choice.device] = prepare_device(choice.device, exact_fp32=True)
-        loaded = pool.get(source, choice.device)
-        cold[choice.device] = cold_start(import_seconds, loaded)
-        first = True
-        for dtype in args.dtype:
-            for engine in args.engine:
-                for batch_size in args.batch_sizes:
-                    config = PerfConfig(choice.device, dtype, engine, batch_size)
-                    if not args.json:
-                        cli.say(f"measuring {config.label} ...")
-                    results.append(benchmark(loaded, signals, durations, config, options, first_call=first))
-                    if first:
-                        cold[choice.device]["first_call_seconds"] = results[-1].get("first_call_seconds")
-                    first = False
-    engines_ok = all(r.get("engine_check", {}).get("identical", True) for r in results)
-    return {
-        "timed": perf.__doc__.strip(),
-        "environment": collect_environment([c.device for c in choices], args.command_line),
-        "model": {"spec": source.spec, "kind": source.kind, "note": source.note},
-        "inputs": [{"path": p, "duration": round(d, 4)} for p, d in zip(paths, durations)],
-        "input_errors": errors,
-        "options": {"warmup": args.warmup, "runs": args.runs, "dtypes": args.dtype, "engines": args.engine,
-                    "batch_sizes": args.batch_sizes},
-        "device_settings": settings,
-        "cold_start": cold,
-        "results": results,
-        "ratios": device_ratios(results),
-        "engines_identical": engines_ok,
-        "ok": engines_ok and not errors,
-    }
+    progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
+    return run_perf(choices, source, ModelPool(timestamps=False, quiet=not args.debug), inputs, sweep, options,
+                    import_seconds, args.command_line, progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .audio import duration_seconds, load_audio
-from .compare import (aligned_word_offsets, corpus_error_rates, error_rates, normalize_english, summarize_drift,
-                      word_differences)
+from .compare import (NORMALIZER, aligned_word_offsets, corpus_error_rates, error_rates, normalize_english,
+                      summarize_drift, word_differences)
+from .device import DeviceChoice, device_name, prepare_device
+from .environment import collect_environment
 from .errors import ToolkitError
 from .inputs import AudioInput
-from .models import LoadedModel
+from .models import LoadedModel, ModelPool, ModelSource
 from .timing import rtfx, timed
 from .transcriber import TranscribeOptions, transcribe_signals
 
@@ -159,3 +161,26 @@ def summary_line(result: dict) -> str:
         return (f"PASS: {facts} (thresholds: match >= {ver['thresholds']['min_match']:g}, "
                 f"WER <= {ver['thresholds']['max_wer']:g})")
     return f"FAIL: {facts}; " + "; ".join(ver["failures"])
+
+
+def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source: ModelSource,
+                   reference_source: ModelSource, pool: ModelPool, items: list[AudioInput],
+                   options: AccuracyOptions, command_line: str, reference_text: Optional[str] = None,
+                   progress: bool = False) -> dict:
+    """Prepare both devices, get both models from the pool, compare; the results document."""
+    settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
+    prepare_device(reference.device, exact_fp32=True)
+    result = run_accuracy(pool.get(target_source, target.device), pool.get(reference_source, reference.device),
+                          items, options, reference_text, progress)
+    return {
+        "environment": collect_environment([target.device, reference.device], command_line),
+        "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
+        "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind},
+        "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
+                   "settings": settings, "reason": target.reason},
+        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
+        "inputs": [item.path for item in items],
+        "normalizer": NORMALIZER,
+        "accuracy": result,
+        "summary": summary_line(result),
+    }

@@ -8,11 +8,15 @@ device is synchronized before every clock read. Not timed: reading and resamplin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
 
-from .device import memory_bytes, reset_peak_memory
-from .models import LoadedModel
+from .audio import duration_seconds, load_audio
+from .device import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
+from .environment import collect_environment
+from .errors import InputError
+from .inputs import collect_inputs
+from .models import LoadedModel, ModelPool, ModelSource, configure_decoding
 from .timing import latency_stats, rtfx, timed
 from .transcriber import TranscribeOptions, transcribe_signals
 
@@ -29,6 +33,40 @@ class PerfConfig:
     @property
     def label(self) -> str:
         return f"{self.device} {self.dtype} {self.engine} b{self.batch_size}"
+
+
+@dataclass(frozen=True)
+class PerfSweep:
+    dtypes: tuple = ("fp32",)
+    engines: tuple = ("nemo",)
+    batch_sizes: tuple = (1,)
+
+
+@dataclass
+class PerfInputs:
+    paths: list = field(default_factory=list)
+    signals: list = field(default_factory=list)
+    durations: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+def load_signals(paths: list[str]) -> PerfInputs:
+    """Decode every input once, up front (not timed); bad files are recorded and left out."""
+    inputs = PerfInputs()
+    for item in collect_inputs(paths):
+        try:
+            if item.error:
+                raise InputError(item.error)
+            signal = load_audio(item.path)
+        except InputError as error:
+            inputs.errors.append(str(error))
+            continue
+        inputs.paths.append(item.path)
+        inputs.signals.append(signal)
+        inputs.durations.append(duration_seconds(signal))
+    if not inputs.signals:
+        raise InputError("no readable input to benchmark" + (f" ({inputs.errors[0]})" if inputs.errors else ""))
+    return inputs
 
 
 @dataclass(frozen=True)
@@ -140,3 +178,41 @@ def device_ratios(results: list[dict]) -> list[dict]:
                 "rtfx": {base["config"]["device"]: base["rtfx"], other["config"]["device"]: other["rtfx"]},
             })
     return ratios
+
+
+def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, inputs: PerfInputs,
+             sweep: PerfSweep, options: PerfOptions, import_seconds: float, command_line: str,
+             progress: Optional[Callable[[PerfConfig], None]] = None) -> dict:
+    """Every device x dtype x engine x batch size, models from the pool; the results document."""
+    results, cold, settings = [], {}, {}
+    for choice in choices:
+        settings[choice.device] = prepare_device(choice.device, exact_fp32=True)
+        loaded = pool.get(source, choice.device)
+        if loaded.timestamps:  # a model shared with an accuracy check: time decoding without timestamps
+            configure_decoding(loaded.model, choice.device, timestamps=False)
+        cold[choice.device] = cold_start(import_seconds, loaded)
+        configs = [PerfConfig(choice.device, d, e, b)
+                   for d in sweep.dtypes for e in sweep.engines for b in sweep.batch_sizes]
+        for number, config in enumerate(configs):
+            if progress:
+                progress(config)
+            results.append(benchmark(loaded, inputs.signals, inputs.durations, config, options,
+                                     first_call=number == 0))
+        cold[choice.device]["first_call_seconds"] = results[-len(configs)].get("first_call_seconds")
+        if loaded.timestamps:
+            configure_decoding(loaded.model, choice.device, timestamps=True)
+    engines_ok = all(r.get("engine_check", {}).get("identical", True) for r in results)
+    return {
+        "timed": __doc__.strip(),
+        "environment": collect_environment([c.device for c in choices], command_line),
+        "model": {"spec": source.spec, "kind": source.kind, "note": source.note},
+        "inputs": [{"path": p, "duration": round(d, 4)} for p, d in zip(inputs.paths, inputs.durations)],
+        "input_errors": inputs.errors,
+        "options": {"warmup": options.warmup, "runs": options.runs, **asdict(sweep)},
+        "device_settings": settings,
+        "cold_start": cold,
+        "results": results,
+        "ratios": device_ratios(results),
+        "engines_identical": engines_ok,
+        "ok": engines_ok and not inputs.errors,
+    }

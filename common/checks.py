@@ -1,0 +1,259 @@
+"""The environment dry-run: is this machine ready to run the model? Seconds, no model load.
+
+Each check gives PASS / WARN / FAIL, the value found and, when not PASS, the fix in one line.
+Only FAIL makes the dry-run fail; WARN is something the user should know about.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import random_models
+from .device import parse_device_spec, probe_npu
+from .environment import package_version
+from .errors import ToolkitError
+from .models import CONFIG_NAME, ModelSource, resolve_model_source
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+ASCEND_ROOT = Path("/usr/local/Ascend")
+# Bytes of RAM per parameter while loading: fp32 weights plus NeMo's transient copies.
+LOAD_BYTES_PER_PARAMETER = 8
+PARAKEET_PARAMETERS = 617_800_000
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    value: str
+    fix: Optional[str] = None
+
+
+def _check(name: str, ok: bool, value: str, fix: str, warn_only: bool = False) -> Check:
+    return Check(name, PASS if ok else (WARN if warn_only else FAIL), value, None if ok else fix)
+
+
+def python_checks() -> list[Check]:
+    version = platform.python_version()
+    return [_check("python", sys.version_info >= (3, 10), version, "use Python 3.10 or newer")]
+
+
+def torch_checks(device_spec: str) -> list[Check]:
+    """torch, torch_npu and the NPU itself, then CUDA (informational)."""
+    import torch
+
+    checks = [Check("torch", PASS, torch.__version__)]
+    kind, _ = parse_device_spec(device_spec)
+    npu_required = kind == "npu"
+    status = probe_npu()
+    version = status.torch_npu_version or package_version("torch_npu")
+    no_device = "no NPU is visible" in status.diagnosis
+    if version is None and not status.usable:
+        checks.append(_check("torch_npu", False, "not installed", "pip install -r requirements-npu.txt (and "
+                             "install CANN)", warn_only=not npu_required))
+    elif not status.usable and not no_device:
+        checks.append(Check("torch_npu", FAIL, f"{version}: {status.diagnosis}", _fix_of(status.diagnosis)))
+    else:
+        checks.append(Check("torch_npu", PASS, f"{version or 'registered'} (importable)"))
+        checks.append(_check("npu devices", status.usable, f"{status.device_count}: {_npu_names(status.device_count)}"
+                             if status.usable else status.diagnosis, _fix_of(status.diagnosis),
+                             warn_only=not npu_required))
+    checks.extend(ascend_install_checks(version is not None or npu_required))
+    cuda = torch.cuda.is_available()
+    checks.append(Check("cuda", PASS, f"available, {torch.cuda.device_count()} device(s)" if cuda else
+                        "not available (informational)"))
+    if kind == "cuda" and not cuda:
+        checks[-1] = Check("cuda", FAIL, "not available", "use --device auto or cpu, or install a CUDA build of torch")
+    return checks
+
+
+def _fix_of(diagnosis: str) -> str:
+    return diagnosis.split(": ", 1)[-1] if ": " in diagnosis else diagnosis
+
+
+def _npu_names(count: int) -> str:
+    import torch
+
+    names = []
+    for index in range(count):
+        name = str(torch.npu.get_device_name(index))
+        soc = getattr(torch.npu, "get_soc_version", None)
+        names.append(f"npu:{index} {name}" + (f" (SoC {soc()})" if callable(soc) else ""))
+    current = getattr(torch.npu, "current_device", None)
+    return ", ".join(names) + (f"; current npu:{current()}" if callable(current) else "")
+
+
+def read_first_line(path: Path, key: Optional[str] = None) -> Optional[str]:
+    """The value of `key=` in a version file, or its first line."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if key is None and line.strip():
+            return line.strip()
+        if key and line.strip().lower().startswith(key.lower()):
+            return line.split("=", 1)[-1].strip().strip('"')
+    return None
+
+
+def ascend_install_checks(relevant: bool) -> list[Check]:
+    """CANN toolkit and driver versions, read from their usual files. Without torch_npu they are
+    informational: a CPU or CUDA host needs neither."""
+    toolkit = ASCEND_ROOT / "ascend-toolkit" / "latest"
+    cann = None
+    for candidate in [toolkit / "version.cfg", *sorted(toolkit.glob("*/ascend_toolkit_install.info")),
+                      *sorted(toolkit.glob("*_install.info"))]:
+        cann = read_first_line(candidate, "version") or read_first_line(candidate, "runtime_running_version")
+        if cann:
+            break
+    driver = read_first_line(ASCEND_ROOT / "driver" / "version.info", "version")
+    sourced = bool(os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH"))
+    set_env = "run 'source /usr/local/Ascend/ascend-toolkit/set_env.sh'"
+    found = [
+        ("cann toolkit", cann is not None, cann or f"not found under {toolkit}", "install CANN, then " + set_env),
+        ("cann environment", sourced, "sourced" if sourced else "set_env.sh not sourced", set_env),
+        ("ascend driver", driver is not None, driver or f"not found ({ASCEND_ROOT}/driver/version.info)",
+         "install the Ascend driver and firmware ('npu-smi info' must list the cards)"),
+    ]
+    if not relevant:
+        return [Check(name, PASS, f"{value} (only needed for NPUs)") for name, _, value, _ in found]
+    return [_check(name, ok, value, fix, warn_only=True) for name, ok, value, fix in found]
+
+
+def library_checks() -> list[Check]:
+    checks = []
+    nemo = package_version("nemo_toolkit")
+    asr = nemo is not None and importlib.util.find_spec("nemo.collections.asr") is not None
+    checks.append(_check("nemo_toolkit[asr]", asr, nemo or "not installed", "pip install -r requirements.txt"))
+    for name, module, required in (("soundfile", "soundfile", True), ("librosa", "librosa", True),
+                                   ("jiwer", "jiwer", True), ("sentencepiece", "sentencepiece", True)):
+        version = package_version(name)
+        ok = version is not None and importlib.util.find_spec(module) is not None
+        checks.append(_check(name, ok, version or "not installed", "pip install -r requirements.txt",
+                             warn_only=not required))
+    return checks
+
+
+def read_nemo_config(path: str) -> dict:
+    """model_config.yaml from a .nemo (tar) or extracted folder, without touching the weights."""
+    import yaml
+
+    if os.path.isdir(path):
+        return yaml.safe_load(Path(path, CONFIG_NAME).read_text(encoding="utf-8"))
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive:
+            if os.path.basename(member.name) == CONFIG_NAME:
+                return yaml.safe_load(archive.extractfile(member).read())
+    raise ValueError(f"no {CONFIG_NAME}")
+
+
+def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
+    """Checks of --model, and the bytes on disk (None if unknown)."""
+    try:
+        source = resolve_model_source(spec)
+    except ToolkitError as error:
+        return [Check("model", FAIL, str(error).replace(f"--model {spec}: ", ""), "pass --model with a "
+                      "parakeet-tdt-0.6b-v2.nemo file, an extracted folder, or random:parakeet")], None
+    if source.kind == "random":
+        cached = random_models.default_cache_dir() / f"random-{spec.split(':', 1)[1]}-v{random_models.BUILD_VERSION}.nemo"
+        state = "cached" if cached.is_file() else "built on first use"
+        return [Check("model", PASS, f"{spec}: EncDecRNNTBPEModel (tdt), {state}; {source.note}")], \
+            (cached.stat().st_size if cached.is_file() else None)
+    if source.kind == "pretrained":
+        return [Check("model", WARN, f"{spec}: pretrained name, will download from the Hugging Face hub",
+                      "without network access, download the .nemo elsewhere and pass --model PATH")], None
+    return _local_model_checks(source)
+
+
+def _local_model_checks(source: ModelSource) -> tuple[list[Check], Optional[int]]:
+    size = (sum(f.stat().st_size for f in Path(source.path).rglob("*") if f.is_file())
+            if source.kind == "extracted_dir" else os.path.getsize(source.path))
+    try:
+        config = read_nemo_config(source.path)
+    except Exception as error:
+        return [Check("model", FAIL, f"{source.path}: model_config.yaml unreadable ({error})",
+                      "re-download or re-export the .nemo")], size
+    target = str(config.get("target", "?")).rsplit(".", 1)[-1]
+    decoding = config.get("decoding") or {}
+    decoder = decoding.get("model_type") or (config.get("loss") or {}).get("loss_name") or "rnnt"
+    value = f"{source.path}: {target} ({decoder}), {size / 2**30:.2f} GiB"
+    ok = "RNNT" in target.upper() or "TRANSDUCER" in target.upper() or "HYBRID" in target.upper()
+    return [_check("model", ok, value, "this toolkit runs NeMo RNNT/TDT models (EncDecRNNTBPEModel)",
+                   warn_only=True)], size
+
+
+def audio_checks(paths: list[str]) -> list[Check]:
+    import soundfile
+
+    from .audio import SAMPLE_RATE, check_audio_header
+    from .inputs import collect_inputs
+
+    checks = []
+    for item in collect_inputs(paths):
+        name = f"audio {item.path}"
+        if item.error:
+            checks.append(Check(name, FAIL, item.error, "pass existing audio files, folders or manifests"))
+            continue
+        try:
+            check_audio_header(item.path)
+            info = soundfile.info(item.path)
+        except Exception as error:
+            checks.append(Check(name, FAIL, str(error), "convert it to wav/flac (e.g. with sox or ffmpeg)"))
+            continue
+        value = f"{info.duration:.2f} s, {info.samplerate} Hz, {info.channels} ch, {info.subtype}"
+        converted = info.samplerate != SAMPLE_RATE or info.channels != 1
+        checks.append(_check(name, not converted, value, "will be converted to 16 kHz mono on load",
+                             warn_only=True))
+    return checks
+
+
+def resource_checks(model_bytes: Optional[int]) -> list[Check]:
+    needed = model_bytes or PARAKEET_PARAMETERS * 4
+    temp = tempfile.gettempdir()
+    free = shutil.disk_usage(temp).free
+    available = _mem_available()
+    ram_needed = needed * LOAD_BYTES_PER_PARAMETER // 4
+    return [
+        _check("disk space", free > needed, f"{free / 2**30:.1f} GiB free in {temp}, NeMo extracts "
+               f"{needed / 2**30:.2f} GiB there", "free disk space or set TMPDIR to a larger disk"),
+        _check("memory", available is None or available > ram_needed,
+               f"{(available or 0) / 2**30:.1f} GiB available, about {ram_needed / 2**30:.1f} GiB needed to load",
+               "close other programs or use a machine with more RAM", warn_only=available is None),
+    ]
+
+
+def _mem_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_checks(model_spec: str, audio_paths: list[str], device_spec: str = "auto") -> list[Check]:
+    checks = python_checks() + torch_checks(device_spec) + library_checks()
+    model, model_bytes = model_checks(model_spec)
+    checks += model + (audio_checks(audio_paths) if audio_paths else []) + resource_checks(model_bytes)
+    return checks
+
+
+def checks_passed(checks: list[Check]) -> bool:
+    return all(c.status != FAIL for c in checks)
+
+
+def checks_document(checks: list[Check]) -> dict:
+    counts = {status: sum(c.status == status for c in checks) for status in (PASS, WARN, FAIL)}
+    return {"checks": [asdict(c) for c in checks], "counts": counts, "passed": checks_passed(checks)}
