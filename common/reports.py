@@ -109,3 +109,79 @@ def perf_table(document: dict) -> str:
     if not document["engines_identical"]:
         lines.append("FAIL: the nemo and direct engines gave different transcripts (see engine_check in the JSON)")
     return "\n".join(lines) + "\n"
+
+
+def checks_table(checks: dict) -> str:
+    from tabulate import tabulate
+
+    rows = [[c["name"], c["status"], c["value"]] for c in checks["checks"]]
+    lines = [tabulate(rows, headers=["check", "status", "found"], tablefmt="simple", disable_numparse=True)]
+    fixes = [f"  {c['name']}: {c['fix']}" for c in checks["checks"] if c["status"] != "PASS" and c["fix"]]
+    if fixes:
+        lines += ["", "to fix:"] + fixes
+    counts = checks["counts"]
+    lines.append(f"\n{'READY' if checks['passed'] else 'NOT READY'}: {counts['PASS']} pass, {counts['WARN']} warn, "
+                 f"{counts['FAIL']} fail")
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(text, limit: int = 120) -> str:
+    text = str(text).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _verdict(state: str) -> str:
+    return {"passed": "PASS", "failed": "FAIL"}.get(state, state)
+
+
+def smoke_markdown(document: dict) -> str:
+    """The report in the shape of the original adaptation's tables."""
+    checks, stages = document["checks"], document["stages"]
+    counts = checks["counts"]
+    lines = ["# Parakeet TDT check, accuracy and performance", ""]
+    accuracy, perf = document.get("accuracy"), document.get("perf")
+    if accuracy:
+        env = accuracy["environment"]
+        lines += [f"Model: {accuracy['model']['spec']}" + (f" ({accuracy['model']['note']})"
+                                                           if accuracy["model"].get("note") else ""),
+                  f"Software: torch {env['torch']}, torch_npu {env['torch_npu'] or '-'}, NeMo {env['nemo_toolkit']}; "
+                  f"CPU: {env['cpu']} ({env['cpu_count']} cores)", ""]
+    lines += ["| Stage | Result |", "|---|---|",
+              f"| Environment checks | {_verdict(stages['checks'])}: {counts['PASS']} pass, {counts['WARN']} warn, "
+              f"{counts['FAIL']} fail |"]
+    if accuracy:
+        lines.append(f"| Accuracy ({accuracy['target']['device']} vs {accuracy['reference']['device']}, "
+                     f"{accuracy['target']['dtype']}) | {_md_cell(accuracy['summary'])} |")
+    if perf:
+        lines.append(f"| Performance | {_verdict(stages['perf'])} (transcripts of both engines "
+                     f"{'identical' if perf['engines_identical'] else 'DIFFER'}) |")
+    lines.append("")
+    if not accuracy:
+        failed = [c for c in checks["checks"] if c["status"] == "FAIL"]
+        lines += ["Stopped after the environment checks:", ""] + [f"- {c['name']}: {c['value']} -> {c['fix']}"
+                                                                   for c in failed]
+        return "\n".join(lines) + "\n"
+    target, ref = accuracy["target"]["device"], accuracy["reference"]["device"]
+    lines += ["## Accuracy", "", f"| File | Audio (s) | Match | WER | device ({target}) transcript | "
+              f"reference ({ref}) transcript |",
+              "|---|---|---|---|---|---|"]
+    for f in accuracy["accuracy"]["files"]:
+        if f.get("error"):
+            lines.append(f"| {_md_cell(os.path.basename(f['path']))} | - | ERROR | - | {_md_cell(f['error'])} | |")
+        else:
+            lines.append(f"| {_md_cell(os.path.basename(f['path']))} | {f['duration']:.2f} | "
+                         f"{'yes' if f['match'] else 'NO'} | {f['wer']:.4f} | {_md_cell(f['device']['text'])} | "
+                         f"{_md_cell(f['reference']['text'])} |")
+    opts = perf["options"]
+    lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, nemo engine, batch 1)", "",
+              "| Device | Latency median (s) | p90 (s) | RTFx | Load (s) | First call (s) | Peak memory (MiB) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in perf["results"]:
+        dev = r["config"]["device"]
+        cold = perf["cold_start"][dev]
+        lines.append(f"| {dev} | {r['stats']['median']:.4f} | {r['stats']['p90']:.4f} | {r['rtfx']:.2f} | "
+                     f"{cold['load_seconds']:.2f} | {_fmt(cold.get('first_call_seconds'), '.3f')} | "
+                     f"{_mib(r['memory']['peak'])} ({r['memory']['kind']}) |")
+    for ratio in perf["ratios"]:
+        lines.append(f"\n{ratio['other']} median latency = {ratio['latency_ratio']:.2f} x {ratio['base']}")
+    return "\n".join(lines) + "\n"

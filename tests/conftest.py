@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,27 @@ def nemo_model(tiny_nemo):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """random:<size> models are cached per test run, never in the user's cache."""
     monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "model-cache"))
+
+
+@pytest.fixture(scope="session")
+def torch_npu_env(tmp_path_factory) -> Path:
+    """A venv that sees this environment's packages (torch, NeMo) plus the real torch-npu wheel
+    for this torch, with no CANN on the machine: exactly a user who forgot set_env.sh."""
+    import sysconfig
+
+    import torch
+
+    release = torch.__version__.split("+")[0]
+    root = tmp_path_factory.mktemp("torch-npu-env")
+    venv.EnvBuilder(with_pip=True).create(root)
+    python = root / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "parakeet_parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"torch-npu=={release}"],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.skip(f"torch-npu=={release} could not be installed: {install.stderr.strip()[-300:]}")
+    if Path("/usr/local/Ascend").exists():
+        pytest.skip("CANN is installed on this machine: the no-CANN diagnosis cannot be shown here")
+    return python

@@ -7,7 +7,6 @@ import importlib
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -100,30 +99,6 @@ def test_cpu_helpers():
 
 
 # ------------------------------------------------------------------ the real torch-npu wheel
-
-
-@pytest.fixture(scope="session")
-def torch_npu_env(tmp_path_factory) -> Path:
-    """A venv that sees this environment's packages (torch, NeMo) plus the real torch-npu wheel
-    for this torch, with no CANN on the machine: exactly a user who forgot set_env.sh."""
-    import sysconfig
-
-    import torch
-
-    release = torch.__version__.split("+")[0]
-    root = tmp_path_factory.mktemp("torch-npu-env")
-    venv.EnvBuilder(with_pip=True).create(root)
-    python = root / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "parakeet_parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"torch-npu=={release}"],
-                             capture_output=True, text=True)
-    if install.returncode != 0:
-        pytest.skip(f"torch-npu=={release} could not be installed: {install.stderr.strip()[-300:]}")
-    if Path("/usr/local/Ascend").exists():
-        pytest.skip("CANN is installed on this machine: the no-CANN diagnosis cannot be shown here")
-    return python
 
 
 @pytest.mark.slow

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Is this machine ready, and does the model run right and fast on it? `--dry-run` checks the
+environment in seconds without loading a model; a full run chains those checks, accuracy
+(device vs CPU) and performance (device and CPU) in one process, loading each model once, and
+writes a Markdown and a JSON report.
+
+Examples:
+  python check_accuracy_run_perf.py --dry-run
+  python check_accuracy_run_perf.py --audio sample.wav
+  python check_accuracy_run_perf.py --model random:parakeet --audio examples/sample.wav
+  python check_accuracy_run_perf.py --audio sample.wav --device npu:0 --report-dir reports/
+
+Exit status: 0 when every stage passed, 1 when a check, the accuracy thresholds or the
+performance run failed, 2 on a setup error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+
+from common import cli  # noqa: E402
+
+
+def build_parser():
+    parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    cli.add_input_arguments(parser)
+    cli.add_model_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="only check the environment (no model load)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="device precision")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per device")
+    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
+    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs CPU")
+    parser.add_argument("--report-dir", default="reports", help="where report.md and report.json are written")
+    cli.add_output_arguments(parser)
+    return parser
+
+
+def dry_run(args, model_spec: str) -> int:
+    from common.checks import checks_document, run_checks
+    from common.files import write_json_atomic
+    from common.formats import render_json
+    from common.reports import checks_table
+
+    document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device))
+    if args.output:
+        write_json_atomic(args.output, document)
+    sys.stdout.write(render_json(document) if args.json else checks_table(document))
+    return 0 if document["passed"] else 1
+
+
+def full_run(args, model_spec: str) -> int:
+    from common.files import write_json_atomic, write_text_atomic
+    from common.formats import render_json
+    from common.models import describe, import_nemo_asr, resolve_model_source
+    from common.reports import checks_table, smoke_markdown
+    from common.smoke import SmokeOptions, run_smoke, smoke_passed
+
+    paths = cli.input_paths(args)
+    start = time.perf_counter()
+    import_nemo_asr(quiet=not args.debug)
+    import_seconds = time.perf_counter() - start
+    options = SmokeOptions(model=model_spec, audio=tuple(paths), device=args.device, dtype=args.dtype,
+                           warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
+                           quiet=not args.debug, debug=args.debug)
+    if not args.json:
+        cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")
+    document = run_smoke(options, args.command_line, import_seconds, say=(lambda _: None) if args.json else cli.say)
+    if not args.json and document["stages"]["checks"] == "failed":
+        sys.stdout.write(checks_table(document["checks"]))
+    markdown = smoke_markdown(document)
+    report_dir = args.report_dir
+    write_json_atomic(os.path.join(report_dir, "report.json"), document)
+    write_text_atomic(os.path.join(report_dir, "report.md"), markdown)
+    if args.output:
+        write_json_atomic(args.output, document)
+    sys.stdout.write(render_json(document) if args.json else markdown)
+    if not args.json:
+        cli.say(f"reports: {os.path.join(report_dir, 'report.md')}, {os.path.join(report_dir, 'report.json')}")
+    return 0 if smoke_passed(document) else 1
+
+
+def check_command(args) -> int:
+    from common.models import default_model_spec
+
+    model_spec = args.model or default_model_spec()
+    return dry_run(args, model_spec) if args.dry_run else full_run(args, model_spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args(build_parser(), argv, __file__)
+    return cli.run(lambda: check_command(args), debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The one-command smoke test: dry-run checks, then accuracy (device vs CPU), then performance
+(device and CPU), in one process, each (model, device) loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .accuracy import AccuracyOptions, accuracy_check
+from .checks import checks_document, run_checks
+from .device import resolve_device
+from .inputs import collect_inputs
+from .models import ModelPool, resolve_model_source
+from .perf import PerfOptions, PerfSweep, load_signals, run_perf
+
+REFERENCE_DEVICE = "cpu"
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    model: str
+    audio: tuple
+    device: str = "auto"
+    dtype: str = "fp32"
+    warmup: int = 1
+    runs: int = 3
+    min_match: float = 1.0
+    max_wer: float = 0.0
+    quiet: bool = True
+    debug: bool = False
+
+
+def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
+              say: Callable[[str], None] = lambda _: None) -> dict:
+    """Each stage's document, stopping after the checks if any FAILs; `stages` says what ran."""
+    document: dict = {"stages": {}, "model_loads": []}
+    checks = checks_document(run_checks(options.model, list(options.audio), options.device))
+    document["checks"] = checks
+    document["stages"]["checks"] = "passed" if checks["passed"] else "failed"
+    if not checks["passed"]:
+        return document
+    target = resolve_device(options.device)
+    if target.warning:
+        say(f"warning: {target.warning}")
+    say(f"device: {target.device} ({target.reason})")
+    reference = resolve_device(REFERENCE_DEVICE)
+    source = resolve_model_source(options.model)
+    pool = ModelPool(timestamps=True, quiet=options.quiet)
+    say("accuracy: comparing the device with the CPU ...")
+    accuracy = accuracy_check(
+        target, reference, source, source, pool, collect_inputs(list(options.audio)),
+        AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
+                        max_wer=options.max_wer, debug=options.debug), command_line)
+    document["accuracy"] = accuracy
+    document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
+    say("performance: timing the device and the CPU ...")
+    devices = list({c.device: c for c in (target, reference)}.values())
+    perf = run_perf(devices, source, pool, load_signals(list(options.audio)), PerfSweep(dtypes=(options.dtype,)),
+                    PerfOptions(warmup=options.warmup, runs=options.runs), import_seconds, command_line)
+    document["perf"] = perf
+    document["stages"]["perf"] = "passed" if perf["ok"] else "failed"
+    document["model_loads"] = [{"model": spec, "device": device} for spec, device in pool.loads]
+    return document
+
+
+def smoke_passed(document: dict) -> bool:
+    return all(state == "passed" for state in document["stages"].values())

@@ -1,0 +1,128 @@
+"""check_accuracy_run_perf.py: the dry-run's verdicts, and the full chain in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+import check_accuracy_run_perf as check
+from tests.conftest import REPO
+
+
+def dry_run(capsys, *argv) -> tuple[int, dict]:
+    code = check.main(["--dry-run", "--json", *map(str, argv)])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def by_name(doc: dict) -> dict:
+    return {c["name"]: c for c in doc["checks"]}
+
+
+def test_dry_run_on_a_good_model_and_audio(capsys, tiny_nemo, clips):
+    code, doc = dry_run(capsys, "--model", tiny_nemo, "--audio", clips[0])
+    assert code == 0 and doc["passed"]
+    checks = by_name(doc)
+    assert checks["model"]["status"] == "PASS" and "EncDecRNNTBPEModel (tdt)" in checks["model"]["value"]
+    assert checks[f"audio {clips[0]}"]["status"] == "PASS" and "16000 Hz, 1 ch" in checks[f"audio {clips[0]}"]["value"]
+    for name in ("python", "torch", "nemo_toolkit[asr]", "soundfile", "librosa", "jiwer", "disk space", "memory"):
+        assert checks[name]["status"] == "PASS", checks[name]
+    assert set(doc["counts"]) == {"PASS", "WARN", "FAIL"} and doc["counts"]["FAIL"] == 0
+    assert all(set(c) == {"name", "status", "value", "fix"} for c in doc["checks"])
+    assert all(c["fix"] for c in doc["checks"] if c["status"] != "PASS")
+
+
+def test_dry_run_warns_about_resampling(capsys, tiny_nemo, tmp_path, clips):
+    import soundfile
+
+    signal, _ = soundfile.read(clips[0])
+    stereo = tmp_path / "stereo44.wav"
+    soundfile.write(stereo, [[s, s] for s in signal[:8000]], 44100)
+    code, doc = dry_run(capsys, "--model", tiny_nemo, "--audio", stereo)
+    row = by_name(doc)[f"audio {stereo}"]
+    assert code == 0 and row["status"] == "WARN" and "44100 Hz, 2 ch" in row["value"]
+
+
+@pytest.mark.parametrize("problem", ["missing_model", "corrupt_model", "missing_audio"])
+def test_dry_run_failures(capsys, tiny_nemo, clips, tmp_path, problem):
+    model, audio = str(tiny_nemo), clips[0]
+    if problem == "missing_model":
+        model = str(tmp_path / "parakeet-tdt-0.6b-v2.nemo")
+    if problem == "corrupt_model":
+        model = str(tmp_path / "corrupt.nemo")
+        with open(tiny_nemo, "rb") as source, open(model, "wb") as target:
+            target.write(source.read()[:3000])  # a tar cut off before model_config.yaml ends
+    if problem == "missing_audio":
+        audio = str(tmp_path / "missing.wav")
+    code, doc = dry_run(capsys, "--model", model, "--audio", audio)
+    assert code == 1 and not doc["passed"]
+    failed = [c for c in doc["checks"] if c["status"] == "FAIL"]
+    assert len(failed) == 1
+    expected_name = f"audio {audio}" if problem == "missing_audio" else "model"
+    assert failed[0]["name"] == expected_name and failed[0]["fix"]
+    if problem == "corrupt_model":
+        assert "not a .nemo archive" in failed[0]["value"]
+
+
+def test_dry_run_table_names_fixes(capsys, tmp_path):
+    code = check.main(["--dry-run", "--model", str(tmp_path / "x.nemo")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "model" in out and "FAIL" in out and "to fix:" in out and out.strip().endswith("1 fail")
+
+
+@pytest.mark.slow
+def test_dry_run_with_torch_npu_but_no_cann(torch_npu_env, tiny_nemo, clips):
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_DEVICE_BACKEND_AUTOLOAD"}
+    proc = subprocess.run([torch_npu_env, str(REPO / "check_accuracy_run_perf.py"), "--dry-run", "--json",
+                           "--model", str(tiny_nemo), "--audio", clips[0]],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    row = by_name(json.loads(proc.stdout))["torch_npu"]
+    assert row["status"] == "FAIL" and "CANN runtime not found (libhccl.so" in row["value"]
+    assert "set_env.sh" in row["fix"]
+
+
+def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, tiny_nemo, clips, tmp_path,
+                                                                       monkeypatch):
+    from common.models import import_nemo_asr
+
+    asr_model = import_nemo_asr().models.ASRModel
+    real_restore = asr_model.restore_from.__func__
+    restores = []
+
+    def counting_restore(cls, *args, **kwargs):  # the real restore, counted
+        restores.append(args[0] if args else kwargs.get("restore_path"))
+        return real_restore(cls, *args, **kwargs)
+
+    monkeypatch.setattr(asr_model, "restore_from", classmethod(counting_restore))
+    report_dir = tmp_path / "reports"
+    code = check.main(["--model", str(tiny_nemo), "--audio", *clips[:2], "--device", "cpu", "--runs", "2",
+                       "--report-dir", str(report_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert restores == [str(tiny_nemo)], "cpu target and cpu reference share one load"
+    doc = json.loads((report_dir / "report.json").read_text())
+    assert doc["stages"] == {"checks": "passed", "accuracy": "passed", "perf": "passed"}
+    assert doc["model_loads"] == [{"model": str(tiny_nemo), "device": "cpu"}]
+    markdown = (report_dir / "report.md").read_text()
+    assert markdown == out
+    assert doc["accuracy"]["summary"] in markdown
+    perf = doc["perf"]["results"][0]
+    assert f"| cpu | {perf['stats']['median']:.4f} | {perf['stats']['p90']:.4f} | {perf['rtfx']:.2f} |" in markdown
+    assert len(perf["latencies"]) == 2
+    for entry in doc["accuracy"]["accuracy"]["files"]:
+        assert entry["device"]["text"][:50] in markdown
+
+
+def test_full_chain_stops_after_failed_checks(capsys, tmp_path, clips):
+    code = check.main(["--model", "random:tiny", "--audio", str(tmp_path / "gone.wav"), "--report-dir",
+                       str(tmp_path / "r")])
+    assert code == 1
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["stages"] == {"checks": "failed"} and "accuracy" not in doc
+    assert "Stopped after the environment checks" in (tmp_path / "r" / "report.md").read_text()
