@@ -25,11 +25,28 @@ def build_parser():
     parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n".join(__doc__.split("\n\n")[1:]))
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=4, help="files per model call")
+    parser.add_argument("--engine", choices=("batched", "nemo"), default="batched",
+                        help="batched: inputs sorted by length and batched by --batch-seconds, run through "
+                             "preprocessor, encoder and TDT decoding directly; nemo: model.transcribe() in input "
+                             "order, --batch-size files at a time")
+    parser.add_argument("--batch-size", type=int, default=16, help="most files per model call")
+    parser.add_argument("--batch-seconds", type=float, default=120.0,
+                        help="batched engine: most padded audio seconds per model call")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="encoder/decoder precision (autocast; features stay fp32)")
+    parser.add_argument("--decoder-device", default=None, metavar="DEVICE",
+                        help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
+                             "batched engine only (default: same as --device)")
+    parser.add_argument("--long-audio-seconds", type=float, default=600.0,
+                        help="above this length the encoder switches to local attention (rel_pos_local_attn "
+                             "[128,128]) so memory grows linearly with length")
+    parser.add_argument("--loader", choices=("fast", "nemo"), default="fast",
+                        help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
     parser.add_argument("--timestamps", choices=TIMESTAMP_CHOICES, default="none",
                         help="timestamps to report (seconds); srt/vtt turn on segments")
-    parser.add_argument("--output-format", choices=("text", "json", "srt", "vtt"), default="text",
-                        help="output format (--json is short for --output-format json)")
+    parser.add_argument("--output-format", choices=("text", "json", "jsonl", "srt", "vtt"), default="text",
+                        help="output format (--json is short for --output-format json); jsonl streams one "
+                             "line per file as its batch finishes")
     parser.add_argument("--output-dir", metavar="DIR", default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
@@ -45,30 +62,73 @@ def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
     return kinds
 
 
-def transcribe_command(args) -> int:
+def check_options(args, output_format: str, n_inputs: int) -> None:
     from common.errors import SetupError
+
+    if args.batch_size < 1 or args.batch_seconds <= 0 or args.long_audio_seconds <= 0:
+        raise SetupError("--batch-size must be at least 1; --batch-seconds and --long-audio-seconds positive")
+    if output_format in ("srt", "vtt") and n_inputs > 1 and not args.output_dir:
+        raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")
+    if args.decoder_device and args.engine == "nemo":
+        raise SetupError("--decoder-device: needs --engine batched (NeMo's transcribe() keeps the decoder "
+                         "with the encoder)")
+
+
+def transcribe_command(args) -> int:
     from common.inputs import collect_inputs
     from common.models import default_model_spec, resolve_model_source
-    from common.output import inference_document, write_outputs
 
     output_format = "json" if args.json else args.output_format
-    if args.batch_size < 1:
-        raise SetupError(f"--batch-size {args.batch_size}: must be at least 1")
     items = collect_inputs(cli.input_paths(args))
-    if output_format in ("srt", "vtt") and len(items) > 1 and not args.output_dir:
-        raise SetupError(f"--output-format {output_format}: {len(items)} inputs need --output-dir DIR")
+    check_options(args, output_format, len(items))
     source = resolve_model_source(args.model or default_model_spec())
-    results, loaded, device = run_inference(args, items, source, timestamp_kinds(args.timestamps, output_format))
-    for result in results:
-        if not result.ok:
-            cli.say(f"error: {result.error}")
+    kinds = timestamp_kinds(args.timestamps, output_format)
+    if output_format == "jsonl":
+        return stream_jsonl(args, items, source, kinds)
+    from common.output import inference_document, write_outputs
+
+    indexed, loaded, device = run_inference(args, items, source, kinds)
+    results = [result for _, result in sorted(indexed, key=lambda pair: pair[0])]
+    report_errors(results)
     document = inference_document(results, source, loaded, device)
     write_outputs(document, results, output_format, args.output, args.output_dir)
     return 0 if all(r.ok for r in results) else 1
 
 
-def run_inference(args, items, source, kinds):
-    """Load the model (unless no input is usable) and transcribe every input."""
+def report_errors(results) -> None:
+    for result in results:
+        if not result.ok:
+            cli.say(f"error: {result.error}")
+
+
+def stream_jsonl(args, items, source, kinds) -> int:
+    """One JSON line per file as soon as its batch is done (completion order, with its index)."""
+    from common.output import JsonlWriter
+
+    failed = 0
+    with JsonlWriter(args.output) as writer:
+        for index, result, device in run_inference(args, items, source, kinds, stream=True):
+            writer.write({"index": index, **result.to_dict(), "device": device, "model": source.spec})
+            if not result.ok:
+                failed += 1
+                cli.say(f"error: {result.error}")
+    return 0 if failed == 0 else 1
+
+
+def run_inference(args, items, source, kinds, stream: bool = False):
+    """Load the model (unless no input is usable) and transcribe every input. Returns
+    ([(index, result)], loaded, device), or with `stream` yields (index, result, device) as
+    batches finish."""
+    generator = _inference_results(args, items, source, kinds)
+    if stream:
+        return ((index, result, device["device"]) for index, result, device, _ in generator)
+    indexed, loaded, device = [], None, None
+    for index, result, device, loaded in generator:
+        indexed.append((index, result))
+    return indexed, loaded, device
+
+
+def _inference_results(args, items, source, kinds):
     from common.audio import check_audio_header
     from common.device import device_name, prepare_device
     from common.errors import ToolkitError
@@ -81,18 +141,28 @@ def run_inference(args, items, source, kinds):
                 check_audio_header(item.path)
             except ToolkitError as error:
                 item.error = str(error)
-    choice = cli.select_device(args.device, announce=not args.json)
+    choice = cli.select_device(args.device, announce=not args.json and args.output_format != "jsonl")
     if all(item.error for item in items):
-        results = [FileResult(item.path, error=item.error, reference_text=item.text) for item in items]
-        return results, None, {"device": choice.device, "reason": choice.reason}
-    prepare_device(choice.device)
-    loaded = load_model(source.spec, choice.device, timestamps=bool(kinds), quiet=not args.debug, source=source)
+        device = {"device": choice.device, "reason": choice.reason}
+        for index, item in enumerate(items):
+            yield index, FileResult(item.path, error=item.error, reference_text=item.text), device, None
+        return
+    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
+    prepare_device(choice.device, exact_fp32=args.dtype == "fp32")
+    loaded = load_model(source.spec, choice.device, timestamps=bool(kinds), quiet=not args.debug, source=source,
+                        loader=args.loader, decoder_device=decoder_device)
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
-    options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, debug=args.debug)
-    results = list(transcribe_inputs(loaded, items, options, progress=cli.show_progress(args.json) and len(items) > 1))
-    device = {"device": choice.device, "name": device_name(choice.device), "reason": choice.reason}
-    return results, loaded, device
+    batched = args.engine == "batched"
+    options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, dtype=args.dtype,
+                                engine="direct" if batched else "nemo",
+                                batch_seconds=args.batch_seconds if batched else None,
+                                long_audio_seconds=args.long_audio_seconds, debug=args.debug)
+    device = {"device": choice.device, "name": device_name(choice.device), "reason": choice.reason,
+              "dtype": args.dtype, "engine": args.engine, "decoder_device": decoder_device or choice.device}
+    progress = cli.show_progress(args.json) and len(items) > 1
+    for index, result in transcribe_inputs(loaded, items, options, progress=progress):
+        yield index, result, device, loaded
 
 
 def main(argv: list[str] | None = None) -> int:

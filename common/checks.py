@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import sys
-import tarfile
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from . import random_models
 from .device import parse_device_spec, probe_npu
 from .environment import package_version
 from .errors import ToolkitError
-from .models import CONFIG_NAME, ModelSource, resolve_model_source
+from .models import ModelSource, resolve_model_source
+from .nemo_archive import read_nemo_config
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 ASCEND_ROOT = Path("/usr/local/Ascend")
@@ -142,19 +142,6 @@ def library_checks() -> list[Check]:
         checks.append(_check(name, ok, version or "not installed", "pip install -r requirements.txt",
                              warn_only=not required))
     return checks
-
-
-def read_nemo_config(path: str) -> dict:
-    """model_config.yaml from a .nemo (tar) or extracted folder, without touching the weights."""
-    import yaml
-
-    if os.path.isdir(path):
-        return yaml.safe_load(Path(path, CONFIG_NAME).read_text(encoding="utf-8"))
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            if os.path.basename(member.name) == CONFIG_NAME:
-                return yaml.safe_load(archive.extractfile(member).read())
-    raise ValueError(f"no {CONFIG_NAME}")
 
 
 def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:

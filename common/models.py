@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tarfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,16 +17,11 @@ from typing import Optional
 
 from . import random_models
 from .errors import SetupError
+from .nemo_archive import ModelError, check_extracted_dir, check_nemo_archive
 
 PRETRAINED_NAME = "nvidia/parakeet-tdt-0.6b-v2"
 DEFAULT_MODEL_FILE = "parakeet-tdt-0.6b-v2.nemo"
 MODEL_ENV_VAR = "PARAKEET_MODEL"
-CONFIG_NAME = "model_config.yaml"
-WEIGHTS_NAME = "model_weights.ckpt"
-
-
-class ModelError(SetupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -47,6 +41,7 @@ class LoadedModel:
     to_device_seconds: float
     timestamps: bool = False
     info: dict = field(default_factory=dict)
+    decoder_device: Optional[str] = None  # where the TDT decoder and joint run, if not on `device`
 
 
 def default_model_spec() -> str:
@@ -81,31 +76,6 @@ def resolve_model_source(spec: str) -> ModelSource:
     return ModelSource(spec, "pretrained")
 
 
-def check_nemo_archive(path: str) -> dict:
-    """A .nemo is a tar holding model_config.yaml and the weights; checked from the headers only."""
-    if os.path.getsize(path) == 0:
-        raise ModelError(f"--model {path}: not a .nemo archive (empty file)")
-    try:
-        names = []
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                names.append(os.path.basename(member.name))
-                if CONFIG_NAME in names and WEIGHTS_NAME in names:
-                    break
-    except (tarfile.TarError, EOFError, OSError):
-        raise ModelError(f"--model {path}: not a .nemo archive (not a readable tar file)") from None
-    for required in (CONFIG_NAME, WEIGHTS_NAME):
-        if required not in names:
-            raise ModelError(f"--model {path}: not a .nemo archive (no {required} inside)")
-    return {"members_seen": len(names)}
-
-
-def check_extracted_dir(path: str) -> None:
-    for required in (CONFIG_NAME, WEIGHTS_NAME):
-        if not os.path.isfile(os.path.join(path, required)):
-            raise ModelError(f"--model {path}: folder is not an extracted .nemo (no {required})")
-
-
 def import_nemo_asr(quiet: bool = True):
     """Import NeMo's ASR collection; with `quiet`, keep its INFO chatter and warnings out of the way."""
     # NeMo logs INFO to stdout, which would corrupt --json output.
@@ -123,30 +93,40 @@ def import_nemo_asr(quiet: bool = True):
     return nemo_asr
 
 
-def restore_on_cpu(source: ModelSource, quiet: bool = True):
-    """The NeMo model for `source`, on the CPU, in eval mode."""
+LOADERS = ("fast", "nemo")
+
+
+def restore_on_cpu(source: ModelSource, quiet: bool = True, loader: str = "fast") -> tuple[object, str]:
+    """The NeMo model for `source`, on the CPU, in eval mode, and how it was loaded.
+
+    loader "fast" uses the extraction cache and memory-mapped weights (common/fast_load.py) for
+    .nemo files, extracted folders and random:<size>; "nemo" is NeMo's own restore_from()."""
     nemo_asr = import_nemo_asr(quiet)
     ASRModel = nemo_asr.models.ASRModel
+    path = str(random_models.cached_random_model(source.spec)) if source.kind == "random" else source.path
     try:
-        if source.kind == "random":
-            path = random_models.cached_random_model(source.spec)
-            model = ASRModel.restore_from(str(path), map_location="cpu")
-        elif source.kind == "nemo_file":
-            model = ASRModel.restore_from(source.path, map_location="cpu")
-        elif source.kind == "extracted_dir":
+        if source.kind == "pretrained":
+            return _from_pretrained(ASRModel, source.spec).eval(), "nemo from_pretrained"
+        if loader == "fast":
+            from . import fast_load
+
+            if source.kind == "extracted_dir":
+                return fast_load.load_extracted(path), "fast (extracted folder)"
+            model, reused = fast_load.fast_restore(path)
+            return model, "fast (extraction cache reused)" if reused else "fast (extracted to cache)"
+        if source.kind == "extracted_dir":
             from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
 
             connector = SaveRestoreConnector()
-            connector.model_extracted_dir = source.path
-            model = ASRModel.restore_from(source.path, map_location="cpu", save_restore_connector=connector)
-        else:
-            model = _from_pretrained(ASRModel, source.spec)
+            connector.model_extracted_dir = path
+            return ASRModel.restore_from(path, map_location="cpu", save_restore_connector=connector).eval(), \
+                "nemo restore_from (extracted folder)"
+        return ASRModel.restore_from(path, map_location="cpu").eval(), "nemo restore_from"
     except SetupError:
         raise
     except Exception as error:
         raise ModelError(f"--model {source.spec}: cannot be restored ({type(error).__name__}: "
                          f"{str(error).splitlines()[0][:300] if str(error) else ''})") from error
-    return model.eval()
 
 
 def _from_pretrained(ASRModel, name: str):
@@ -184,17 +164,27 @@ def model_info(model) -> dict:
 
 
 def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = True,
-               source: Optional[ModelSource] = None) -> LoadedModel:
-    """Restore `spec` on the CPU, move it to `device`, set up decoding."""
+               source: Optional[ModelSource] = None, loader: str = "fast",
+               decoder_device: Optional[str] = None) -> LoadedModel:
+    """Restore `spec` on the CPU, move it to `device` (the decoder and joint to `decoder_device`
+    when given), set up decoding."""
     source = source or resolve_model_source(spec)
+    import_nemo_asr(quiet)  # imported before the clock starts: load time is the model's alone
     start = time.perf_counter()
-    model = restore_on_cpu(source, quiet)
+    model, how = restore_on_cpu(source, quiet, loader)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     model = model.to(device)
+    if decoder_device and decoder_device != device:
+        model.decoder.to(decoder_device)
+        model.joint.to(decoder_device)
     to_device_seconds = time.perf_counter() - start
-    configure_decoding(model, device, timestamps)
-    return LoadedModel(model, source, device, load_seconds, to_device_seconds, timestamps, model_info(model))
+    configure_decoding(model, decoder_device or device, timestamps)
+    info = {**model_info(model), "loader": how}
+    if decoder_device and decoder_device != device:
+        info["decoder_device"] = decoder_device
+    return LoadedModel(model, source, device, load_seconds, to_device_seconds, timestamps, info,
+                       decoder_device if decoder_device != device else None)
 
 
 def describe(source: ModelSource) -> str:
@@ -204,15 +194,19 @@ def describe(source: ModelSource) -> str:
 class ModelPool:
     """Loads each (model, device) once per process and hands out the same LoadedModel after."""
 
-    def __init__(self, timestamps: bool = False, quiet: bool = True):
+    def __init__(self, timestamps: bool = False, quiet: bool = True, loader: str = "fast",
+                 decoder_device: Optional[str] = None):
         self.timestamps = timestamps
         self.quiet = quiet
+        self.loader = loader
+        self.decoder_device = decoder_device
         self.loads: list[tuple[str, str]] = []  # (spec, device), in load order
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
 
     def get(self, source: ModelSource, device: str) -> LoadedModel:
         key = (source.spec, device)
         if key not in self._loaded:
-            self._loaded[key] = load_model(source.spec, device, self.timestamps, self.quiet, source)
+            self._loaded[key] = load_model(source.spec, device, self.timestamps, self.quiet, source, self.loader,
+                                           self.decoder_device)
             self.loads.append(key)
         return self._loaded[key]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .files import write_text_atomic
+from .files import publish, write_text_atomic
 from .formats import SUBTITLE_RENDERERS, render_json, render_text
 from .models import LoadedModel, ModelSource
 from .transcriber import FileResult
@@ -71,3 +71,39 @@ def write_outputs(document: dict, results: list[FileResult], output_format: str,
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+class JsonlWriter:
+    """JSON lines to stdout as they come (flushed), or to a file published atomically at the end."""
+
+    def __init__(self, path: Optional[str]):
+        self.path = path
+        self._handle = None
+        self._tmp = None
+
+    def __enter__(self):
+        if self.path:
+            import tempfile
+
+            folder = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+            self._handle = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            self._handle = sys.stdout
+        return self
+
+    def write(self, record: dict) -> None:
+        import json
+
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def __exit__(self, exc_type, *_):
+        if self._tmp is None:
+            return
+        self._handle.close()
+        if exc_type is None:
+            publish(self._tmp, self.path)
+        elif os.path.exists(self._tmp):
+            os.unlink(self._tmp)

@@ -19,6 +19,7 @@ from .inputs import collect_inputs
 from .models import LoadedModel, ModelPool, ModelSource, configure_decoding
 from .timing import latency_stats, rtfx, timed
 from .transcriber import TranscribeOptions, transcribe_signals
+from .transcriber import plan_batches as plan_transcribe_batches
 
 STAGE_NAMES = ("features", "encoder", "decoding")
 
@@ -78,8 +79,7 @@ class PerfOptions:
 
 def plan_batches(durations: list[float], batch_size: int) -> list[list[int]]:
     """Input indices, longest first, in batches of `batch_size` (minimal padding per batch)."""
-    order = sorted(range(len(durations)), key=lambda i: (-durations[i], i))
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return plan_transcribe_batches(durations, batch_size, max_seconds=float("inf"))
 
 
 def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], config: PerfConfig,
@@ -189,7 +189,7 @@ def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, 
         settings[choice.device] = prepare_device(choice.device, exact_fp32=True)
         loaded = pool.get(source, choice.device)
         if loaded.timestamps:  # a model shared with an accuracy check: time decoding without timestamps
-            configure_decoding(loaded.model, choice.device, timestamps=False)
+            configure_decoding(loaded.model, loaded.decoder_device or loaded.device, timestamps=False)
         cold[choice.device] = cold_start(import_seconds, loaded)
         configs = [PerfConfig(choice.device, d, e, b)
                    for d in sweep.dtypes for e in sweep.engines for b in sweep.batch_sizes]
@@ -200,7 +200,7 @@ def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, 
                                      first_call=number == 0))
         cold[choice.device]["first_call_seconds"] = results[-len(configs)].get("first_call_seconds")
         if loaded.timestamps:
-            configure_decoding(loaded.model, choice.device, timestamps=True)
+            configure_decoding(loaded.model, loaded.decoder_device or loaded.device, timestamps=True)
     engines_ok = all(r.get("engine_check", {}).get("identical", True) for r in results)
     return {
         "timed": __doc__.strip(),

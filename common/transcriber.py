@@ -7,11 +7,13 @@ that makes its batch fail, becomes an error for that file only.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Optional
 
-from .audio import duration_seconds, load_audio
-from .errors import ToolkitError
+from .audio import SAMPLE_RATE, duration_seconds, load_audio
+from .direct_engine import decode_batch, local_attention
+from .errors import SetupError, ToolkitError
 from .inputs import AudioInput
 from .models import LoadedModel
 from .precision import autocast
@@ -29,6 +31,8 @@ class TranscribeOptions:
     timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
     dtype: str = "fp32"  # fp32, or bf16/fp16 autocast
     engine: str = "nemo"  # nemo: model.transcribe(); direct: preprocessor/encoder/decoding by hand
+    batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
+    long_audio_seconds: Optional[float] = None  # above this, local attention (None: never)
     debug: bool = False  # re-raise model failures instead of recording them per file
 
 
@@ -36,6 +40,7 @@ class TranscribeOptions:
 class Transcript:
     text: str
     timestamps: Optional[dict] = None
+    attention: Optional[str] = None  # set when long audio switched the encoder to local attention
 
 
 @dataclass
@@ -59,21 +64,53 @@ class FileResult:
         return {key: value for key, value in data.items() if value is not None or key in ("text", "error")}
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def plan_batches(durations: list[float], max_files: int, max_seconds: Optional[float],
+                 alone_above: Optional[float] = None) -> list[list[int]]:
+    """Batches of input indices. Without a seconds budget: input order, `max_files` per batch.
+    With one: longest first, each batch growing while its padded audio (files x longest) stays
+    within `max_seconds` and its size within `max_files`; minimal padding, few model calls.
+    Inputs longer than `alone_above` (long audio, run with local attention) get batches of their own."""
+    if max_seconds is None:
+        order = list(range(len(durations)))
+        return [order[i:i + max_files] for i in range(0, len(order), max_files)]
+    batches: list[list[int]] = []
+    for index in sorted(range(len(durations)), key=lambda i: (-durations[i], i)):
+        batch = batches[-1] if batches else None
+        alone = alone_above is not None and durations[batch[0] if batch else index] > alone_above
+        if batch and not alone and len(batch) < max_files and (len(batch) + 1) * durations[batch[0]] <= max_seconds:
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options: TranscribeOptions,
-                      progress: bool = False) -> Iterator[FileResult]:
-    """Yield one FileResult per input, in input order, as each batch finishes."""
+                      progress: bool = False) -> Iterator[tuple[int, FileResult]]:
+    """Yield (input index, FileResult) for every input, batch by batch as each finishes (with a
+    seconds budget that is not input order; sort by index for it)."""
     from tqdm import tqdm
 
     items = list(items)
+    durations = [planning_duration(item) for item in items]
     with tqdm(total=len(items), unit="file", disable=not progress, leave=False) as bar:
-        for chunk in _chunks(items, max(1, options.batch_size)):
-            yield from _transcribe_chunk(loaded, chunk, options)
-            bar.update(len(chunk))
+        for batch in plan_batches(durations, max(1, options.batch_size), options.batch_seconds,
+                                  options.long_audio_seconds):
+            yield from zip(batch, _transcribe_chunk(loaded, [items[i] for i in batch], options))
+            bar.update(len(batch))
+
+
+def planning_duration(item: AudioInput) -> float:
+    """Duration for batch planning, from the header (no decoding); 0 for unreadable inputs."""
+    if item.error:
+        return 0.0
+    if item.duration is not None:
+        return item.duration
+    try:
+        import soundfile
+
+        return float(soundfile.info(item.path).duration)
+    except Exception:
+        return 0.0
 
 
 def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: TranscribeOptions) -> list[FileResult]:
@@ -108,30 +145,40 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
         return
     for (result, _), transcript in zip(signals, transcripts):
         result.text, result.timestamps = transcript.text, transcript.timestamps
+        if transcript.attention:
+            result.extra["attention"] = transcript.attention
 
 
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
                        stages: Optional[dict] = None) -> list[Transcript]:
     """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
     `stages` receives seconds per stage: features, encoder and (direct engine) decoding."""
-    if options.engine == "direct":
-        from .direct_engine import decode_batch
-
-        hypotheses = decode_batch(loaded.model, signals, loaded.device, options.dtype, stages)
-    elif stages is not None:
-        model, device = loaded.model, loaded.device
-        with module_timer(model.preprocessor, device, stages, "features"), \
-                module_timer(model.encoder, device, stages, "encoder"), autocast(device, options.dtype):
-            hypotheses = run_nemo_transcribe(model, signals)
-    else:
-        with autocast(loaded.device, options.dtype):
-            hypotheses = run_nemo_transcribe(loaded.model, signals)
+    longest = max(len(s) for s in signals) / SAMPLE_RATE
+    long_audio = options.long_audio_seconds is not None and longest > options.long_audio_seconds
+    attention = contextlib.nullcontext() if not long_audio else local_attention(loaded.model)
+    with attention as mode:
+        hypotheses = _run_engine(loaded, signals, options, stages)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [
         Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds)
-                   if options.timestamp_kinds else None)
+                   if options.timestamp_kinds else None, mode)
         for h in hypotheses
     ]
+
+
+def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict]) -> list:
+    model, device = loaded.model, loaded.device
+    if options.engine == "direct":
+        return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device)
+    if loaded.decoder_device not in (None, device):
+        raise SetupError("the nemo engine runs the decoder where the encoder runs; use the direct engine "
+                         "for --decoder-device")
+    with contextlib.ExitStack() as stack:
+        if stages is not None:
+            stack.enter_context(module_timer(model.preprocessor, device, stages, "features"))
+            stack.enter_context(module_timer(model.encoder, device, stages, "encoder"))
+        stack.enter_context(autocast(device, options.dtype))
+        return run_nemo_transcribe(model, signals)
 
 
 def run_nemo_transcribe(model, signals: list) -> list:

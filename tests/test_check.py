@@ -89,23 +89,22 @@ def test_dry_run_with_torch_npu_but_no_cann(torch_npu_env, tiny_nemo, clips):
 
 def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, tiny_nemo, clips, tmp_path,
                                                                        monkeypatch):
-    from common.models import import_nemo_asr
+    from common import fast_load
 
-    asr_model = import_nemo_asr().models.ASRModel
-    real_restore = asr_model.restore_from.__func__
+    real_load = fast_load.load_extracted
     restores = []
 
-    def counting_restore(cls, *args, **kwargs):  # the real restore, counted
-        restores.append(args[0] if args else kwargs.get("restore_path"))
-        return real_restore(cls, *args, **kwargs)
+    def counting_load(folder):  # the real loader, counted
+        restores.append(folder)
+        return real_load(folder)
 
-    monkeypatch.setattr(asr_model, "restore_from", classmethod(counting_restore))
+    monkeypatch.setattr(fast_load, "load_extracted", counting_load)
     report_dir = tmp_path / "reports"
     code = check.main(["--model", str(tiny_nemo), "--audio", *clips[:2], "--device", "cpu", "--runs", "2",
                        "--report-dir", str(report_dir)])
     out = capsys.readouterr().out
     assert code == 0
-    assert restores == [str(tiny_nemo)], "cpu target and cpu reference share one load"
+    assert len(restores) == 1, "cpu target and cpu reference share one load"
     doc = json.loads((report_dir / "report.json").read_text())
     assert doc["stages"] == {"checks": "passed", "accuracy": "passed", "perf": "passed"}
     assert doc["model_loads"] == [{"model": str(tiny_nemo), "device": "cpu"}]

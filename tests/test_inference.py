@@ -194,4 +194,4 @@ def test_script_in_a_pipe_prints_transcripts_without_progress_bars(tiny_nemo, cl
 def test_script_help_shows_defaults():
     proc = run_script("--help")
     assert proc.returncode == 0
-    assert "(default: 4)" in proc.stdout and "(default: auto)" in proc.stdout
+    assert "(default: 16)" in proc.stdout and "(default: auto)" in proc.stdout
