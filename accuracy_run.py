@@ -54,7 +54,7 @@ def accuracy_command(args) -> int:
         raise SetupError("--min-match must be in [0, 1], --max-wer and --warmup must not be negative")
     target_source = resolve_model_source(args.model or default_model_spec())
     reference_source = resolve_model_source(args.reference_model) if args.reference_model else target_source
-    pool = ModelPool(timestamps=True, quiet=not args.debug)
+    pool = ModelPool(timestamps=True, quiet=not args.debug, loader=args.loader)
     document = run_accuracy_check(args, items, target_source, reference_source, pool)
     if args.output:
         write_json_atomic(args.output, document)

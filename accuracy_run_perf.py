@@ -45,6 +45,9 @@ def build_parser():
     parser.add_argument("--engine", type=comma_list(str), default=["nemo"],
                         help="nemo: model.transcribe() as the original adaptation; direct: preprocessor, "
                              "encoder and decoding on tensors (comma list)")
+    parser.add_argument("--decoder-device", default=None, metavar="DEVICE",
+                        help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on the "
+                             "device; direct engine only (default: same device)")
     parser.add_argument("--batch-sizes", type=comma_list(int), default=[1], help="batch size sweep, e.g. 1,4,16")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per configuration")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per configuration")
@@ -65,6 +68,9 @@ def check_options(args) -> None:
     for engine in args.engine:
         if engine not in ENGINES:
             raise SetupError(f"--engine {engine!r}: not one of {', '.join(ENGINES)}")
+    if args.decoder_device and "nemo" in args.engine:
+        raise SetupError("--decoder-device: needs --engine direct (NeMo's transcribe() keeps the decoder with "
+                         "the encoder)")
     if any(b < 1 for b in args.batch_sizes) or args.runs < 1 or args.warmup < 0:
         raise SetupError("--batch-sizes and --runs must be at least 1, --warmup at least 0")
 
@@ -101,10 +107,13 @@ def run_benchmark(args, import_seconds: float) -> dict:
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
-    options = PerfOptions(warmup=args.warmup, runs=args.runs, check_engines=not args.no_engine_check)
+    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
+    # with the decoder elsewhere the nemo engine cannot run, so there is no second engine to compare
+    options = PerfOptions(warmup=args.warmup, runs=args.runs,
+                          check_engines=not args.no_engine_check and decoder_device is None)
     progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
-    return run_perf(choices, source, ModelPool(timestamps=False, quiet=not args.debug), inputs, sweep, options,
-                    import_seconds, args.command_line, progress)
+    pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)
+    return run_perf(choices, source, pool, inputs, sweep, options, import_seconds, args.command_line, progress)
 
 
 def main(argv: list[str] | None = None) -> int:

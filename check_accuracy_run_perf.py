@@ -66,7 +66,7 @@ def full_run(args, model_spec: str) -> int:
     import_seconds = time.perf_counter() - start
     options = SmokeOptions(model=model_spec, audio=tuple(paths), device=args.device, dtype=args.dtype,
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
-                           quiet=not args.debug, debug=args.debug)
+                           quiet=not args.debug, debug=args.debug, loader=args.loader)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")
     document = run_smoke(options, args.command_line, import_seconds, say=(lambda _: None) if args.json else cli.say)

@@ -40,8 +40,6 @@ def build_parser():
     parser.add_argument("--long-audio-seconds", type=float, default=600.0,
                         help="above this length the encoder switches to local attention (rel_pos_local_attn "
                              "[128,128]) so memory grows linearly with length")
-    parser.add_argument("--loader", choices=("fast", "nemo"), default="fast",
-                        help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
     parser.add_argument("--timestamps", choices=TIMESTAMP_CHOICES, default="none",
                         help="timestamps to report (seconds); srt/vtt turn on segments")
     parser.add_argument("--output-format", choices=("text", "json", "jsonl", "srt", "vtt"), default="text",

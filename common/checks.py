@@ -67,7 +67,7 @@ def torch_checks(device_spec: str) -> list[Check]:
         checks.append(_check("npu devices", status.usable, f"{status.device_count}: {_npu_names(status.device_count)}"
                              if status.usable else status.diagnosis, _fix_of(status.diagnosis),
                              warn_only=not npu_required))
-    checks.extend(ascend_install_checks(version is not None or npu_required))
+    checks.extend(ascend_install_checks(status.usable or version is not None or npu_required))
     cuda = torch.cuda.is_available()
     checks.append(Check("cuda", PASS, f"available, {torch.cuda.device_count()} device(s)" if cuda else
                         "not available (informational)"))

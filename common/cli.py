@@ -41,6 +41,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "
     parser.add_argument("--device", default=device_default,
                         help="auto | cpu | npu[:N] | cuda[:N]; auto = npu if torch_npu loads and sees a "
                              "device, else cuda, else cpu")
+    parser.add_argument("--loader", choices=("fast", "nemo"), default="fast",
+                        help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

@@ -117,8 +117,9 @@ def probe_npu() -> NpuStatus:
     """Import torch_npu if needed and report whether an NPU can be used, and if not, why."""
     import torch
 
-    version = None
+    version, how = None, "npu backend already registered"
     if not _npu_backend_registered():
+        how = "torch_npu loaded"
         if importlib.util.find_spec("torch_npu") is None:
             return NpuStatus(False, "torch_npu is not installed (pip install -r requirements-npu.txt)")
         try:
@@ -143,9 +144,9 @@ def probe_npu() -> NpuStatus:
     if count == 0:
         visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
         hint = f"ASCEND_RT_VISIBLE_DEVICES={visible!r}" if visible is not None else "ASCEND_RT_VISIBLE_DEVICES unset"
-        return NpuStatus(False, f"torch_npu loaded but no NPU is visible ({hint}); check 'npu-smi info' "
+        return NpuStatus(False, f"{how} but no NPU is visible ({hint}); check 'npu-smi info' "
                                 "and the driver", version)
-    return NpuStatus(True, f"torch_npu loaded, {count} NPU(s) visible", version, count)
+    return NpuStatus(True, f"{how}, {count} NPU(s) visible", version, count)
 
 
 # ---------------------------------------------------------------- resolution

@@ -41,7 +41,8 @@ def pad_batch(signals: list[np.ndarray]):
 
 
 def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp32",
-                 stages: Optional[dict] = None, decoder_device: Optional[str] = None) -> list:
+                 stages: Optional[dict] = None, decoder_device: Optional[str] = None,
+                 counts: Optional[dict] = None) -> list:
     """Hypotheses for one batch; adds per-stage seconds to `stages` when given. With a
     `decoder_device` other than `device`, the encoder output crosses to it once and the TDT
     decoder and joint (already placed there) decode on it."""
@@ -52,17 +53,17 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
         model.eval()  # never decode with dropout on, whoever left the model in training mode
     batch, lengths = pad_batch(signals)
     with torch.inference_mode():
-        with timed(device, stages, "features"):
+        with timed(device, stages, "features", counts):
             audio, audio_lengths = batch.to(device), lengths.to(device)
             features, feature_lengths = model.preprocessor(input_signal=audio, length=audio_lengths)
         with autocast(device, dtype):
-            with timed(device, stages, "encoder"):
+            with timed(device, stages, "encoder", counts):
                 encoded, encoded_lengths = model.encoder(audio_signal=features, length=feature_lengths)
         if decoder_device and decoder_device != device:
-            with timed(device, stages, "transfer"):
+            with timed(device, stages, "transfer", counts):
                 encoded, encoded_lengths = encoded.to(decoder_device), encoded_lengths.to(decoder_device)
         with autocast(decoder_device or device, dtype):
-            with timed(decoder_device or device, stages, "decoding"):
+            with timed(decoder_device or device, stages, "decoding", counts):
                 hypotheses = model.decoding.rnnt_decoder_predictions_tensor(
                     encoder_output=encoded, encoded_lengths=encoded_lengths, return_hypotheses=True)
     if isinstance(hypotheses, tuple):  # NeMo 2.x returns (best, all)

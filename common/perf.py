@@ -83,16 +83,27 @@ def plan_batches(durations: list[float], batch_size: int) -> list[list[int]]:
 
 
 def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], config: PerfConfig,
-             stages: Optional[dict] = None) -> tuple[float, list[str]]:
+             stages: Optional[dict] = None, counts: Optional[dict] = None) -> tuple[float, list[str]]:
     """Transcribe every input once; returns wall seconds and the texts in input order."""
     options = TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine)
     texts: list = [None] * len(signals)
     sink: dict = {}
-    with timed(loaded.device, sink, "total"):
+    with timed(loaded.device, sink, "total", counts):
         for batch in batches:
-            for index, transcript in zip(batch, transcribe_signals(loaded, [signals[i] for i in batch], options, stages)):
+            transcripts = transcribe_signals(loaded, [signals[i] for i in batch], options, stages, counts)
+            for index, transcript in zip(batch, transcripts):
                 texts[index] = transcript.text
     return sink["total"], texts
+
+
+def stage_counts(counts: dict) -> Optional[dict]:
+    """Per stage, what a counting backend counted (ops, host syncs, copies); 'other' is the rest
+    of the run. None when no backend counts (real devices: see common/counters.py)."""
+    if "total" not in counts:
+        return None
+    total = counts.pop("total")
+    other = {k: v - sum(stage.get(k, 0) for stage in counts.values()) for k, v in total.items()}
+    return {**counts, "other": other, "total": total}
 
 
 def stage_breakdown(stages: dict, total: float) -> dict:
@@ -118,12 +129,13 @@ def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config
         result["first_call_seconds"] = round(warmups[0], 4)
     result["warmup_seconds"] = [round(w, 4) for w in warmups]
     reset_peak_memory(loaded.device)
-    latencies, per_run_stages, texts = [], [], None
+    latencies, per_run_stages, texts, counted = [], [], None, None
     for _ in range(options.runs):
-        stages: dict = {}
-        seconds, texts = run_pass(loaded, signals, batches, config, stages)
+        stages, counts = {}, {}
+        seconds, texts = run_pass(loaded, signals, batches, config, stages, counts)
         latencies.append(seconds)
         per_run_stages.append(stage_breakdown(stages, seconds))
+        counted = stage_counts(counts)
     stats = latency_stats(latencies)
     result.update({
         "latencies": [round(x, 5) for x in latencies],
@@ -133,7 +145,9 @@ def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config
                        "files_per_second": round(len(signals) / stats["median"], 3)},
         "stages": per_run_stages,
         "stage_median": _median_stages(per_run_stages),
-        "host_syncs": None,  # counted where a counting backend is registered (see common/counters.py)
+        # per stage, in the last run, where a counting backend is registered (common/counters.py)
+        "host_syncs": {stage: c["host_syncs"] for stage, c in counted.items()} if counted else None,
+        "counts": counted,
         "memory": memory_bytes(loaded.device),
         "texts": texts,
     })

@@ -28,6 +28,7 @@ class SmokeOptions:
     max_wer: float = 0.0
     quiet: bool = True
     debug: bool = False
+    loader: str = "fast"
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -45,7 +46,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     say(f"device: {target.device} ({target.reason})")
     reference = resolve_device(REFERENCE_DEVICE)
     source = resolve_model_source(options.model)
-    pool = ModelPool(timestamps=True, quiet=options.quiet)
+    pool = ModelPool(timestamps=True, quiet=options.quiet, loader=options.loader)
     say("accuracy: comparing the device with the CPU ...")
     accuracy = accuracy_check(
         target, reference, source, source, pool, collect_inputs(list(options.audio)),

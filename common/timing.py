@@ -7,20 +7,34 @@ import statistics
 import time
 from contextlib import contextmanager
 
+from typing import Optional
+
+from . import counters
 from .device import synchronize
 
 
 @contextmanager
-def timed(device: str, sink: dict, key: str):
+def timed(device: str, sink: dict, key: str, counts: Optional[dict] = None):
     """Add the wall time of the block to sink[key]; the device is synchronized before both clock
-    reads, so queued kernels are counted where they ran."""
+    reads, so queued kernels are counted where they ran. With `counts`, also add what a
+    registered counting backend (common/counters.py) counted in the block to counts[key]."""
     synchronize(device)
+    before = counters.snapshot() if counts is not None else None
     start = time.perf_counter()
     try:
         yield
     finally:
         synchronize(device)
         sink[key] = sink.get(key, 0.0) + time.perf_counter() - start
+        _add_counts(counts, key, before)
+
+
+def _add_counts(counts: Optional[dict], key: str, before: Optional[dict]) -> None:
+    added = counters.difference(before, counters.snapshot()) if counts is not None else None
+    if added is not None:
+        total = counts.setdefault(key, {})
+        for name, value in added.items():
+            total[name] = total.get(name, 0) + value
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,18 +66,20 @@ def rtfx(audio_seconds: float, wall_seconds: float) -> float:
 
 
 @contextmanager
-def module_timer(module, device: str, sink: dict, key: str):
+def module_timer(module, device: str, sink: dict, key: str, counts: Optional[dict] = None):
     """Time every forward() of `module` inside the block into sink[key], via forward hooks, so
     that stages inside a library call (NeMo's transcribe) can be timed without changing it."""
     starts = []
 
     def before(*_):
         synchronize(device)
-        starts.append(time.perf_counter())
+        starts.append((time.perf_counter(), counters.snapshot() if counts is not None else None))
 
     def after(*_):
         synchronize(device)
-        sink[key] = sink.get(key, 0.0) + time.perf_counter() - starts.pop()
+        start, snapshot = starts.pop()
+        sink[key] = sink.get(key, 0.0) + time.perf_counter() - start
+        _add_counts(counts, key, snapshot)
 
     handles = [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
     try:

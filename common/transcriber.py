@@ -150,14 +150,15 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
 
 
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
-                       stages: Optional[dict] = None) -> list[Transcript]:
+                       stages: Optional[dict] = None, counts: Optional[dict] = None) -> list[Transcript]:
     """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
-    `stages` receives seconds per stage: features, encoder and (direct engine) decoding."""
+    `stages` receives seconds per stage: features, encoder and (direct engine) decoding;
+    `counts` what a counting backend counted per stage (common/counters.py)."""
     longest = max(len(s) for s in signals) / SAMPLE_RATE
     long_audio = options.long_audio_seconds is not None and longest > options.long_audio_seconds
     attention = contextlib.nullcontext() if not long_audio else local_attention(loaded.model)
     with attention as mode:
-        hypotheses = _run_engine(loaded, signals, options, stages)
+        hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [
         Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds)
@@ -166,17 +167,18 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
     ]
 
 
-def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict]) -> list:
+def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict],
+                counts: Optional[dict]) -> list:
     model, device = loaded.model, loaded.device
     if options.engine == "direct":
-        return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device)
+        return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device, counts)
     if loaded.decoder_device not in (None, device):
         raise SetupError("the nemo engine runs the decoder where the encoder runs; use the direct engine "
                          "for --decoder-device")
     with contextlib.ExitStack() as stack:
         if stages is not None:
-            stack.enter_context(module_timer(model.preprocessor, device, stages, "features"))
-            stack.enter_context(module_timer(model.encoder, device, stages, "encoder"))
+            stack.enter_context(module_timer(model.preprocessor, device, stages, "features", counts))
+            stack.enter_context(module_timer(model.encoder, device, stages, "encoder", counts))
         stack.enter_context(autocast(device, options.dtype))
         return run_nemo_transcribe(model, signals)
 

@@ -1,0 +1,398 @@
+"""An emulated Ascend device named `npu`, for tests only: the product never imports this.
+
+Installing it registers PyTorch's PrivateUse1 backend under the name "npu" (a private,
+experimental PyTorch API) with a `torch.npu` module offering the torch_npu calls our device
+layer uses. Tensors on `npu:0` are wrapper tensors holding a CPU tensor; every aten op on them
+runs on the CPU and is counted: ops dispatched, host syncs (item(), device-to-host copies,
+data-dependent shapes) and host-to-device copies. In strict mode, an op that mixes npu and
+CPU tensors raises, as a real accelerator does (0-dim CPU scalars and CPU index tensors are
+allowed, as on CUDA).
+
+What it proves: device placement, dispatch through NeMo's non-CUDA code paths, host-sync
+counts. What it cannot: kernels, precision, speed, or the operator fallbacks of real CANN.
+
+Run a script under it (installing is process-wide, so use a subprocess):
+    python -m tests.emulated_npu inference.py --device npu:0 --audio clip.wav
+"""
+
+from __future__ import annotations
+
+import copy
+import runpy
+import sys
+import threading
+import types
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._pytree import tree_map
+
+DEVICE_NAME = "Ascend910B4 (emulated)"
+TOTAL_MEMORY = 32 * 2**30
+REQUIRED_API = ("torch.utils.backend_registration._setup_privateuseone_for_python_backend",
+                "torch.Tensor._make_wrapper_subclass")
+
+aten = torch.ops.aten
+
+
+def missing_api() -> str | None:
+    """The private PyTorch API this emulator needs that this torch lacks, or None."""
+    from torch.utils import backend_registration
+
+    if not hasattr(backend_registration, "_setup_privateuseone_for_python_backend"):
+        return REQUIRED_API[0]
+    if not hasattr(torch.Tensor, "_make_wrapper_subclass"):
+        return REQUIRED_API[1]
+    return None
+
+
+# ------------------------------------------------------------------ counters
+
+
+@dataclass
+class Counters:
+    ops: int = 0
+    syncs: int = 0
+    h2d: int = 0
+    d2h: int = 0
+    by_op: Counter = field(default_factory=Counter)
+    sync_ops: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> dict:
+        return {"ops": self.ops, "host_syncs": self.syncs, "h2d_copies": self.h2d, "d2h_copies": self.d2h}
+
+    def sync(self, reason: str) -> None:
+        self.syncs += 1
+        self.sync_ops[reason] += 1
+
+
+COUNTERS = Counters()
+STATE = threading.local()
+_SETTINGS = {"strict": True}
+
+# Ops whose result shape depends on the data: the host must wait for the device.
+DATA_DEPENDENT = {"nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive",
+                  "unique_dim", "repeat_interleave"}
+
+
+# ------------------------------------------------------------------ the tensor
+
+
+class NpuTensor(torch.Tensor):
+    """A tensor on npu:0 whose data is a CPU tensor (`payload`)."""
+
+    _payload: torch.Tensor
+
+    @staticmethod
+    def __new__(cls, payload: torch.Tensor):
+        wrapper = torch.Tensor._make_wrapper_subclass(
+            cls, payload.size(), strides=payload.stride(), storage_offset=payload.storage_offset(),
+            dtype=payload.dtype, layout=payload.layout, device=torch.device("npu", 0),
+            requires_grad=payload.requires_grad)
+        wrapper._payload = payload
+        _LIVE.add(wrapper)
+        return wrapper
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __repr__(self, *, tensor_contents=None):
+        return f"NpuTensor({self._payload!r}, device='npu:0')"
+
+    def tolist(self):
+        COUNTERS.sync("tolist")
+        COUNTERS.d2h += 1
+        return self._payload.tolist()
+
+    def __deepcopy__(self, memo):
+        return NpuTensor(copy.deepcopy(self._payload, memo))
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild, (self._payload,))
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types_, args=(), kwargs=None):
+        return _dispatch(func, args, kwargs or {})
+
+
+def _rebuild(payload):
+    return NpuTensor(payload)
+
+
+_LIVE: "weakref.WeakSet[NpuTensor]" = weakref.WeakSet()
+
+
+def _unwrap(value):
+    return value._payload if isinstance(value, NpuTensor) else value
+
+
+def _wrap(value):
+    return NpuTensor(value) if isinstance(value, torch.Tensor) and not isinstance(value, NpuTensor) else value
+
+
+def _is_npu_target(device) -> bool:
+    return device is not None and torch.device(device).type == "npu"
+
+
+def _check_placement(name: str, args, kwargs) -> None:
+    """Strict mode: an op mixing npu tensors with CPU tensors (other than 0-dim scalars and
+    index tensors) is an error, as on a real accelerator."""
+    flat = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+    if not any(isinstance(t, NpuTensor) for t in flat):
+        return
+    index_op = name.startswith(("index", "_index_put", "index_put"))
+    for tensor in flat:
+        if isinstance(tensor, NpuTensor) or tensor.dim() == 0 or (index_op and tensor is not flat[0]):
+            continue
+        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
+                           f"npu:0 and cpu! (emulated npu, strict mode, op aten::{name})")
+
+
+def _dispatch(func, args, kwargs):
+    name = func._schema.name.split("::", 1)[1]
+    overload = func._overloadpacket.__name__
+    COUNTERS.ops += 1
+    COUNTERS.by_op[name] += 1
+    if name in ("_to_copy", "to"):
+        return _to_copy(func, args, kwargs)
+    if name in ("copy_",):
+        return _copy_(args, kwargs)
+    if name == "_thnn_fused_lstm_cell":
+        return _lstm_cell(*map(_unwrap, args))
+    if _SETTINGS["strict"]:
+        _check_placement(name, args, kwargs)
+    if overload == "_local_scalar_dense":
+        COUNTERS.sync("item")
+        COUNTERS.d2h += 1
+    elif overload in DATA_DEPENDENT:
+        COUNTERS.sync(overload)
+    result = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+    return _rewrap(func, args, kwargs, result)
+
+
+def _rewrap(func, args, kwargs, result):
+    """Mutating ops return the very tensor they mutated; everything else is wrapped afresh."""
+    if func._overloadpacket.__name__ == "_local_scalar_dense":
+        return result
+    returns = func._schema.returns
+    if len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write:
+        out = kwargs.get("out")
+        if out is None:
+            out = args[0]
+        if isinstance(out, NpuTensor) and out.shape != out._payload.shape:
+            raise RuntimeError(f"emulated npu: aten::{func._schema.name} resized its output; not supported")
+        return out
+    base = args[0] if args else None
+    if returns and returns[0].alias_info is not None and isinstance(base, NpuTensor) and not base.is_inference():
+        # A view of a normal tensor must be a normal tensor, even inside inference_mode, or
+        # autograd cannot share the base's version counter with it.
+        with torch.inference_mode(False):
+            return tree_map(_wrap, result)
+    return tree_map(_wrap, result)
+
+
+def _to_copy(func, args, kwargs):
+    source, device = args[0], kwargs.get("device")
+    payload = _unwrap(source)
+    cpu_kwargs = dict(kwargs)
+    cpu_kwargs.pop("device", None)
+    cpu_kwargs.pop("pin_memory", None)
+    result = aten._to_copy.default(payload, **cpu_kwargs)
+    to_npu = _is_npu_target(device) or (device is None and isinstance(source, NpuTensor))
+    if isinstance(source, NpuTensor) and not to_npu:
+        COUNTERS.sync("d2h copy")
+        COUNTERS.d2h += 1
+        return result
+    if not isinstance(source, NpuTensor) and to_npu:
+        COUNTERS.h2d += 1
+    return NpuTensor(result) if to_npu else result
+
+
+def _copy_(args, kwargs):
+    destination, source = args[0], args[1]
+    non_blocking = kwargs.get("non_blocking", False) or (len(args) > 2 and args[2])
+    _unwrap(destination).copy_(_unwrap(source), non_blocking)
+    if isinstance(destination, NpuTensor) and not isinstance(source, NpuTensor):
+        COUNTERS.h2d += 1
+    elif not isinstance(destination, NpuTensor) and isinstance(source, NpuTensor):
+        COUNTERS.sync("d2h copy")
+        COUNTERS.d2h += 1
+    return destination
+
+
+def _lstm_cell(input_gates, hidden_gates, cx, input_bias=None, hidden_bias=None):
+    """ATen picks the fused LSTM cell for non-CPU devices; it has no CPU kernel, so here it is."""
+    gates = input_gates + hidden_gates
+    if input_bias is not None:
+        gates = gates + input_bias
+    if hidden_bias is not None:
+        gates = gates + hidden_bias
+    i, f, g, o = gates.chunk(4, dim=1)
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    cy = f * cx + i * g
+    hy = o * cy.tanh()
+    return NpuTensor(hy), NpuTensor(cy), NpuTensor(torch.cat([i, f, g, o], dim=1))
+
+
+# ------------------------------------------------------------------ torch.npu
+
+
+def _memory_allocated() -> int:
+    storages = {}
+    for tensor in list(_LIVE):
+        storage = tensor._payload.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    used = sum(storages.values())
+    _MEMORY["peak"] = max(_MEMORY["peak"], used)
+    return used
+
+
+_MEMORY = {"peak": 0}
+
+
+def _make_module() -> types.ModuleType:
+    module = types.ModuleType("torch.npu")
+    module.is_available = lambda: True
+    module.is_initialized = lambda: True
+    module._is_in_bad_fork = lambda: False
+    module.device_count = lambda: 1
+    module.current_device = lambda: 0
+    module.manual_seed_all = lambda seed: None
+    module.manual_seed = lambda seed: None
+    module.get_device_name = lambda index=0: DEVICE_NAME
+    module.get_soc_version = lambda: 223
+
+    def set_device(index):
+        index = torch.device(index).index if isinstance(index, (str, torch.device)) else index
+        if index not in (0, None):
+            raise RuntimeError(f"emulated npu: only npu:0 exists, not npu:{index}")
+
+    def synchronize(device=None):
+        _memory_allocated()
+
+    def reset_peak_memory_stats(device=None):
+        _MEMORY["peak"] = 0
+        _memory_allocated()
+
+    def max_memory_allocated(device=None):
+        _memory_allocated()
+        return _MEMORY["peak"]
+
+    module.set_device = set_device
+    module.synchronize = synchronize
+    module.memory_allocated = lambda device=None: _memory_allocated()
+    module.max_memory_allocated = max_memory_allocated
+    module.reset_peak_memory_stats = reset_peak_memory_stats
+    module.mem_get_info = lambda device=None: (TOTAL_MEMORY - _memory_allocated(), TOTAL_MEMORY)
+    module.set_compile_mode = lambda jit_compile=False: module.__dict__.__setitem__("jit_compile", jit_compile)
+    module.conv = types.SimpleNamespace(allow_hf32=True)
+    module.matmul = types.SimpleNamespace(allow_hf32=False)
+    # autocast asks the backend module for these
+    module.get_amp_supported_dtype = lambda: [torch.float16, torch.bfloat16]
+    module.is_autocast_enabled = lambda: False
+    module.get_autocast_dtype = lambda: torch.float16
+    module.set_autocast_enabled = lambda enabled: None
+    module.set_autocast_dtype = lambda dtype: None
+    module.counters = COUNTERS
+    return module
+
+
+# ------------------------------------------------------------------ PrivateUse1 kernels
+
+_LIBRARIES: list = []
+
+
+def _register_kernels() -> None:
+    """Ops that start on the host with device="npu" (factories, host-to-device copies) reach the
+    PrivateUse1 key, not __torch_dispatch__: they need kernels of their own."""
+    impl = torch.library.Library("aten", "IMPL")
+    _LIBRARIES.append(impl)
+
+    def empty_memory_format(size, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+        COUNTERS.ops += 1
+        return NpuTensor(torch.empty(size, dtype=dtype, layout=layout,
+                                     memory_format=memory_format or torch.contiguous_format))
+
+    def empty_strided(size, stride, dtype=None, layout=None, device=None, pin_memory=None):
+        COUNTERS.ops += 1
+        return NpuTensor(torch.empty_strided(size, stride, dtype=dtype, layout=layout))
+
+    def copy_from(source, destination, non_blocking=False):
+        return _copy_((destination, source), {"non_blocking": non_blocking})
+
+    def arange_start_step(start, end, step=1, dtype=None, layout=None, device=None, pin_memory=None):
+        COUNTERS.ops += 1
+        return NpuTensor(torch.arange(start, end, step, dtype=dtype))
+
+    def arange_end(end, dtype=None, layout=None, device=None, pin_memory=None):
+        return arange_start_step(0, end, 1, dtype)
+
+    def arange_start(start, end, dtype=None, layout=None, device=None, pin_memory=None):
+        return arange_start_step(start, end, 1, dtype)
+
+    impl.impl("empty.memory_format", empty_memory_format, "PrivateUse1")
+    impl.impl("empty_strided", empty_strided, "PrivateUse1")
+    impl.impl("_copy_from", copy_from, "PrivateUse1")
+    # arange's generic kernel resizes an empty output, which a wrapper tensor cannot do
+    impl.impl("arange.start_step", arange_start_step, "PrivateUse1")
+    impl.impl("arange", arange_end, "PrivateUse1")
+    impl.impl("arange.start", arange_start, "PrivateUse1")
+    # autocast for the new backend: let every op through to the kernels
+    autocast = torch.library.Library("_", "IMPL")
+    autocast.fallback(torch.library.fallthrough_kernel, "AutocastPrivateUse1")
+    _LIBRARIES.append(autocast)
+
+
+def _pin_memory_is_a_no_op() -> None:
+    """NeMo's DataLoader pins host memory once an accelerator exists; there is no pinned-memory
+    allocator for a Python backend, and pinning changes nothing on an emulator."""
+    torch.Tensor.pin_memory = lambda self, device=None: self
+    torch.Tensor.is_pinned = lambda self, device=None: False
+
+
+_INSTALLED = {"done": False}
+
+
+def install(strict: bool = True) -> types.ModuleType:
+    """Register the emulated `npu` device in this process (once) and return `torch.npu`."""
+    missing = missing_api()
+    if missing:
+        raise RuntimeError(f"this torch ({torch.__version__}) lacks {missing}, which the emulated npu needs")
+    _SETTINGS["strict"] = strict
+    if _INSTALLED["done"]:
+        return torch.npu
+    from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
+
+    module = _make_module()
+    _setup_privateuseone_for_python_backend(rename="npu", backend_module=module)
+    _register_kernels()
+    _pin_memory_is_a_no_op()
+    from common import counters
+
+    counters.register_source(COUNTERS.snapshot)
+    _INSTALLED["done"] = True
+    return module
+
+
+def set_strict(strict: bool) -> None:
+    _SETTINGS["strict"] = strict
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tests.emulated_npu SCRIPT [ARGS...]: run SCRIPT with the emulated npu installed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    install()
+    sys.argv = argv
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
