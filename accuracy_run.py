@@ -22,7 +22,7 @@ from common import cli  # noqa: E402
 
 
 def build_parser():
-    parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
     parser.add_argument("--reference", default="cpu", help="reference device (always fp32)")

@@ -36,7 +36,7 @@ def comma_list(kind):
 
 
 def build_parser():
-    parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
     parser.add_argument("--devices", type=comma_list(str), default=None,

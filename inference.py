@@ -22,7 +22,7 @@ TIMESTAMP_CHOICES = ("none", "word", "segment", "char", "all")
 
 
 def build_parser():
-    parser = cli.new_parser(__doc__.split("\n\n")[0], epilog="\n".join(__doc__.split("\n\n")[1:]))
+    parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
     parser.add_argument("--engine", choices=("batched", "nemo"), default="batched",

@@ -25,8 +25,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def new_parser(description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, epilog=epilog, formatter_class=HelpFormatter)
+def parser_from_doc(doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the script docstring's first paragraph and whose epilog
+    (examples, exit status) is the rest."""
+    first, _, rest = doc.strip().partition("\n\n")
+    return argparse.ArgumentParser(description=first, epilog=rest or None, formatter_class=HelpFormatter)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,12 @@ class DeviceChoice:
 
     @property
     def index(self) -> int:
-        return int(self.device.split(":")[1]) if ":" in self.device else 0
+        return device_index(self.device)
+
+
+def device_index(device: str) -> int:
+    """'npu:1' -> 1; 'npu' -> 0."""
+    return int(device.split(":")[1]) if ":" in device else 0
 
 
 def parse_device_spec(spec: str) -> tuple[str, Optional[int]]:
@@ -216,8 +221,7 @@ def prepare_device(device: str, exact_fp32: bool = True) -> list[str]:
     module = _accelerator(device)
     if module is None:
         return []
-    index = int(device.split(":")[1]) if ":" in device else 0
-    module.set_device(index)
+    module.set_device(device_index(device))
     applied = []
     if device.startswith("npu"):
         if hasattr(module, "set_compile_mode"):
@@ -242,8 +246,7 @@ def synchronize(device: str) -> None:
 def device_name(device: str) -> str:
     module = _accelerator(device)
     if module is not None:
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return str(module.get_device_name(index))
+        return str(module.get_device_name(device_index(device)))
     return cpu_name()
 
 

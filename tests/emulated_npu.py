@@ -380,7 +380,7 @@ def set_strict(strict: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m tests.emulated_npu SCRIPT [ARGS...]: run SCRIPT with the emulated npu installed."""
+    """python -m tests.emulated_npu SCRIPT [ARGS...] (or -c CODE): run it with the emulated npu installed."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -388,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     install()
     sys.argv = argv
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if argv[0] == "-c":
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0

@@ -1,0 +1,128 @@
+"""Every NPU code path, run through the real scripts on an emulated `npu` device
+(tests/emulated_npu.py), each in its own process since installing the device is process-wide."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.emulated_npu import missing_api
+
+MISSING = missing_api()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"emulated npu needs {MISSING}, absent in this torch")
+
+
+def emulated(*argv, timeout=600):
+    """Run a script (or -c code) with the emulated npu installed."""
+    return subprocess.run([sys.executable, "-m", "tests.emulated_npu", *map(str, argv)],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
+def on_cpu(script, *argv):
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, argv)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cpu_reference(tiny_nemo, clips):
+    proc = on_cpu("inference.py", "--model", tiny_nemo, "--device", "cpu", "--timestamps", "all", "--json", *clips[:2])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["results"]
+
+
+@pytest.mark.parametrize("extra", [["--engine", "nemo"], ["--engine", "batched"],
+                                   ["--engine", "batched", "--decoder-device", "cpu"]])
+def test_inference_on_npu_equals_cpu(tiny_nemo, clips, cpu_reference, extra):
+    proc = emulated("inference.py", "--model", tiny_nemo, "--device", "npu:0", "--timestamps", "all", "--json",
+                    *extra, *clips[:2])
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["device"]["device"] == "npu:0" and doc["device"]["name"] == "Ascend910B4 (emulated)"
+    for ours, reference in zip(doc["results"], cpu_reference):
+        assert ours["device"] == "npu:0"
+        assert ours["text"] == reference["text"]
+        assert ours["timestamps"] == reference["timestamps"]
+
+
+def test_accuracy_npu_vs_cpu(tiny_nemo, clips, tmp_path):
+    out = tmp_path / "acc.json"
+    proc = emulated("accuracy_run.py", "--model", tiny_nemo, "--device", "npu:0", "--reference", "cpu",
+                    "--output", out, *clips[:2])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["accuracy"]["aggregate"]["match_rate"] == 1.0 and doc["accuracy"]["aggregate"]["wer"] == 0.0
+    assert doc["target"]["device"] == "npu:0" and doc["target"]["name"] == "Ascend910B4 (emulated)"
+    assert "conv hf32 off" in doc["target"]["settings"] and "jit_compile=False" in doc["target"]["settings"]
+
+
+@pytest.fixture(scope="module")
+def npu_perf(tiny_nemo, clips, tmp_path_factory):
+    """Decoder on the npu vs on the cpu, two files in batches of 1 and 2."""
+    folder = tmp_path_factory.mktemp("npu-perf")
+    docs = {}
+    for name, extra in (("on_npu", ["--engine", "direct,nemo"]), ("on_cpu", ["--engine", "direct",
+                                                                             "--decoder-device", "cpu"])):
+        out = folder / f"{name}.json"
+        proc = emulated("accuracy_run_perf.py", "--model", tiny_nemo, "--device", "npu:0", "--warmup", "0",
+                        "--runs", "1", "--batch-sizes", "1,2", "--output", out, *extra, *clips[:2])
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        docs[name] = json.loads(out.read_text())
+    return docs
+
+
+def test_perf_reports_host_syncs_per_stage(npu_perf):
+    for result in npu_perf["on_npu"]["results"]:
+        syncs = result["host_syncs"]
+        assert syncs is not None, "the emulator's counters reach the report through common/counters.py"
+        assert syncs["features"] == 0 and syncs["encoder"] == 0
+        assert result["engine_check"]["identical"]
+        decoding = syncs["decoding"] if result["config"]["engine"] == "direct" else syncs["other"]
+        assert decoding > 2 * len(result["batches"]), "the TDT loop syncs the host at every label step"
+        assert result["memory"]["kind"] == "npu allocated" and result["memory"]["peak"] > 0
+
+
+def test_decoder_on_cpu_cuts_device_syncs_to_two_per_batch(npu_perf):
+    direct_on_npu = {r["config"]["batch_size"]: r for r in npu_perf["on_npu"]["results"]
+                     if r["config"]["engine"] == "direct"}
+    for result in npu_perf["on_cpu"]["results"]:
+        batches = len(result["batches"])
+        syncs = result["host_syncs"]
+        assert syncs["decoding"] == 0 and syncs["encoder"] == 0
+        assert syncs["total"] <= 2 * batches
+        same_config = direct_on_npu[result["config"]["batch_size"]]
+        assert syncs["total"] < same_config["host_syncs"]["total"]
+        assert result["texts"] == same_config["texts"]
+
+
+def test_dry_run_sees_the_emulated_npu(tiny_nemo, clips):
+    proc = emulated("check_accuracy_run_perf.py", "--dry-run", "--json", "--model", tiny_nemo, "--audio", clips[0])
+    assert proc.returncode == 0, proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["torch_npu"]["status"] == "PASS"
+    assert checks["npu devices"]["status"] == "PASS"
+    assert checks["npu devices"]["value"].startswith("1: npu:0 Ascend910B4 (emulated)")
+
+
+def test_full_smoke_chain_on_npu(tiny_nemo, clips, tmp_path):
+    proc = emulated("check_accuracy_run_perf.py", "--model", tiny_nemo, "--device", "npu:0", "--runs", "1",
+                    "--report-dir", tmp_path, "--audio", clips[0])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["stages"] == {"checks": "passed", "accuracy": "passed", "perf": "passed"}
+    assert {load["device"] for load in doc["model_loads"]} == {"npu:0", "cpu"}
+    assert [r["config"]["device"] for r in doc["perf"]["results"]] == ["npu:0", "cpu"]
+    assert "| npu:0 |" in (tmp_path / "report.md").read_text()
+
+
+def test_strict_mode_catches_a_misplaced_tensor():
+    code = ("import torch; from tests.emulated_npu import install; install(); "
+            "a = torch.ones(3).to('npu'); print(float((a * torch.tensor(2.0)).sum()));"
+            "a + torch.ones(3)")
+    proc = emulated("-c", code)
+    assert proc.returncode != 0
+    assert proc.stdout.strip() == "6.0", "0-dim CPU scalars are allowed, as on real devices"
+    assert "Expected all tensors to be on the same device" in proc.stderr and "npu:0 and cpu" in proc.stderr
