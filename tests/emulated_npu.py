@@ -398,4 +398,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m`, this file is __main__; the code it runs imports tests.emulated_npu.
+    # Use that one module everywhere, so that there is a single device and a single set of counters.
+    from tests.emulated_npu import main as module_main
+
+    sys.exit(module_main())
