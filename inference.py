@@ -151,6 +151,8 @@ def _inference_results(args, items, source, kinds):
                         loader=args.loader, decoder_device=decoder_device)
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
+    if "failed" in loaded.info["loader"]:
+        cli.say(f"warning: loaded with {loaded.info['loader']}")
     batched = args.engine == "batched"
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, dtype=args.dtype,
                                 engine="direct" if batched else "nemo",

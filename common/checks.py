@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import random_models
-from .device import parse_device_spec, probe_npu
+from .device import cuda_device_count, npu_inventory, parse_device_spec, probe_npu
 from .environment import package_version
 from .errors import ToolkitError
 from .models import ModelSource, resolve_model_source
@@ -64,13 +64,12 @@ def torch_checks(device_spec: str) -> list[Check]:
         checks.append(Check("torch_npu", FAIL, f"{version}: {status.diagnosis}", _fix_of(status.diagnosis)))
     else:
         checks.append(Check("torch_npu", PASS, f"{version or 'registered'} (importable)"))
-        checks.append(_check("npu devices", status.usable, f"{status.device_count}: {_npu_names(status.device_count)}"
+        checks.append(_check("npu devices", status.usable, f"{status.device_count}: {npu_inventory(status.device_count)}"
                              if status.usable else status.diagnosis, _fix_of(status.diagnosis),
                              warn_only=not npu_required))
     checks.extend(ascend_install_checks(status.usable or version is not None or npu_required))
-    cuda = torch.cuda.is_available()
-    checks.append(Check("cuda", PASS, f"available, {torch.cuda.device_count()} device(s)" if cuda else
-                        "not available (informational)"))
+    cuda = cuda_device_count()
+    checks.append(Check("cuda", PASS, f"available, {cuda} device(s)" if cuda else "not available (informational)"))
     if kind == "cuda" and not cuda:
         checks[-1] = Check("cuda", FAIL, "not available", "use --device auto or cpu, or install a CUDA build of torch")
     return checks
@@ -78,18 +77,6 @@ def torch_checks(device_spec: str) -> list[Check]:
 
 def _fix_of(diagnosis: str) -> str:
     return diagnosis.split(": ", 1)[-1] if ": " in diagnosis else diagnosis
-
-
-def _npu_names(count: int) -> str:
-    import torch
-
-    names = []
-    for index in range(count):
-        name = str(torch.npu.get_device_name(index))
-        soc = getattr(torch.npu, "get_soc_version", None)
-        names.append(f"npu:{index} {name}" + (f" (SoC {soc()})" if callable(soc) else ""))
-    current = getattr(torch.npu, "current_device", None)
-    return ", ".join(names) + (f"; current npu:{current()}" if callable(current) else "")
 
 
 def read_first_line(path: Path, key: Optional[str] = None) -> Optional[str]:

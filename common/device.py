@@ -154,6 +154,23 @@ def probe_npu() -> NpuStatus:
     return NpuStatus(True, f"{how}, {count} NPU(s) visible", version, count)
 
 
+def npu_inventory(count: int) -> str:
+    """'npu:0 <name> (SoC <n>), ...; current npu:<i>' for a usable NPU backend."""
+    import torch
+
+    soc = getattr(torch.npu, "get_soc_version", None)
+    names = [f"npu:{i} {torch.npu.get_device_name(i)}" + (f" (SoC {soc()})" if callable(soc) else "")
+             for i in range(count)]
+    current = getattr(torch.npu, "current_device", None)
+    return ", ".join(names) + (f"; current npu:{current()}" if callable(current) else "")
+
+
+def cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if _cuda_is_available() else 0
+
+
 # ---------------------------------------------------------------- resolution
 
 

@@ -93,9 +93,6 @@ def import_nemo_asr(quiet: bool = True):
     return nemo_asr
 
 
-LOADERS = ("fast", "nemo")
-
-
 def restore_on_cpu(source: ModelSource, quiet: bool = True, loader: str = "fast") -> tuple[object, str]:
     """The NeMo model for `source`, on the CPU, in eval mode, and how it was loaded.
 
@@ -108,25 +105,37 @@ def restore_on_cpu(source: ModelSource, quiet: bool = True, loader: str = "fast"
         if source.kind == "pretrained":
             return _from_pretrained(ASRModel, source.spec).eval(), "nemo from_pretrained"
         if loader == "fast":
-            from . import fast_load
-
-            if source.kind == "extracted_dir":
-                return fast_load.load_extracted(path), "fast (extracted folder)"
-            model, reused = fast_load.fast_restore(path)
-            return model, "fast (extraction cache reused)" if reused else "fast (extracted to cache)"
-        if source.kind == "extracted_dir":
-            from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
-
-            connector = SaveRestoreConnector()
-            connector.model_extracted_dir = path
-            return ASRModel.restore_from(path, map_location="cpu", save_restore_connector=connector).eval(), \
-                "nemo restore_from (extracted folder)"
-        return ASRModel.restore_from(path, map_location="cpu").eval(), "nemo restore_from"
+            try:
+                return _fast_restore(source, path)
+            except Exception as error:  # e.g. another NeMo version's internals: NeMo's own path still works
+                fallback = f"nemo restore_from (fast loader failed: {type(error).__name__}: {str(error)[:120]})"
+                return _nemo_restore(ASRModel, source, path)[0], fallback
+        return _nemo_restore(ASRModel, source, path)
     except SetupError:
         raise
     except Exception as error:
         raise ModelError(f"--model {source.spec}: cannot be restored ({type(error).__name__}: "
                          f"{str(error).splitlines()[0][:300] if str(error) else ''})") from error
+
+
+def _fast_restore(source: ModelSource, path: str) -> tuple[object, str]:
+    from . import fast_load
+
+    if source.kind == "extracted_dir":
+        return fast_load.load_extracted(path), "fast (extracted folder)"
+    model, reused = fast_load.fast_restore(path)
+    return model, "fast (extraction cache reused)" if reused else "fast (extracted to cache)"
+
+
+def _nemo_restore(ASRModel, source: ModelSource, path: str) -> tuple[object, str]:
+    if source.kind == "extracted_dir":
+        from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
+
+        connector = SaveRestoreConnector()
+        connector.model_extracted_dir = path
+        return ASRModel.restore_from(path, map_location="cpu", save_restore_connector=connector).eval(), \
+            "nemo restore_from (extracted folder)"
+    return ASRModel.restore_from(path, map_location="cpu").eval(), "nemo restore_from"
 
 
 def _from_pretrained(ASRModel, name: str):

@@ -75,3 +75,13 @@ def test_a_half_written_extraction_is_never_used(tiny_nemo, cache_root):
     assert not reused and folder == empty_final and (folder / "model_weights.ckpt").is_file()
     model = fast_load.load_extracted(folder)
     assert model.cfg.decoding.model_type == "tdt"
+
+
+def test_a_failing_fast_loader_falls_back_to_restore_from(tiny_nemo, cache_root, monkeypatch):
+    def broken(folder):
+        raise AttributeError("internals of another NeMo version")
+
+    monkeypatch.setattr(fast_load, "load_extracted", broken)
+    loaded = load_model(str(tiny_nemo), "cpu")
+    assert loaded.info["loader"].startswith("nemo restore_from (fast loader failed: AttributeError")
+    assert loaded.model.cfg.decoding.model_type == "tdt"
