@@ -9,6 +9,10 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def accuracy_table(document: dict) -> str:
     from tabulate import tabulate
 
@@ -36,7 +40,7 @@ def accuracy_table(document: dict) -> str:
             lines.append(f"error: {f['error']}")
         elif f["differences"]:
             lines.append(f"{os.path.basename(f['path'])}: first differences (reference -> {target['device']}):")
-            lines.extend(f"  word {d['position']}: {d['reference']!r} -> {d['device']!r} ({d['type']})"
+            lines.extend(f"  word {d['position']}: {_short(d['reference'])!r} -> {_short(d['device'])!r} ({d['type']})"
                          for d in f["differences"])
     agg = result["aggregate"]
     if agg.get("truth"):
