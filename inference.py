@@ -51,15 +51,6 @@ def build_parser():
     return parser
 
 
-def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
-    from common.transcriber import TIMESTAMP_KINDS
-
-    kinds = TIMESTAMP_KINDS if choice == "all" else () if choice == "none" else (choice,)
-    if output_format in ("srt", "vtt"):
-        kinds = tuple(dict.fromkeys(kinds + ("segment",)))
-    return kinds
-
-
 def check_options(args, output_format: str, n_inputs: int) -> None:
     from common.errors import SetupError
 
@@ -73,96 +64,56 @@ def check_options(args, output_format: str, n_inputs: int) -> None:
 
 
 def transcribe_command(args) -> int:
+    from common.inference_job import InferenceJob, JobSettings, timestamp_kinds
     from common.inputs import collect_inputs
     from common.models import default_model_spec, resolve_model_source
+    from common.transcriber import TranscribeOptions
 
     output_format = "json" if args.json else args.output_format
     items = collect_inputs(cli.input_paths(args))
     check_options(args, output_format, len(items))
     source = resolve_model_source(args.model or default_model_spec())
-    kinds = timestamp_kinds(args.timestamps, output_format)
-    if output_format == "jsonl":
-        return stream_jsonl(args, items, source, kinds)
-    from common.output import inference_document, write_outputs
-
-    indexed, loaded, device = run_inference(args, items, source, kinds)
-    results = [result for _, result in sorted(indexed, key=lambda pair: pair[0])]
-    report_errors(results)
-    document = inference_document(results, source, loaded, device)
-    write_outputs(document, results, output_format, args.output, args.output_dir)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def report_errors(results) -> None:
-    for result in results:
-        if not result.ok:
-            cli.say(f"error: {result.error}")
-
-
-def stream_jsonl(args, items, source, kinds) -> int:
-    """One JSON line per file as soon as its batch is done (completion order, with its index)."""
-    from common.output import JsonlWriter
-
-    failed = 0
-    with JsonlWriter(args.output) as writer:
-        for index, result, device in run_inference(args, items, source, kinds, stream=True):
-            writer.write({"index": index, **result.to_dict(), "device": device, "model": source.spec})
-            if not result.ok:
-                failed += 1
-                cli.say(f"error: {result.error}")
-    return 0 if failed == 0 else 1
-
-
-def run_inference(args, items, source, kinds, stream: bool = False):
-    """Load the model (unless no input is usable) and transcribe every input. Returns
-    ([(index, result)], loaded, device), or with `stream` yields (index, result, device) as
-    batches finish."""
-    generator = _inference_results(args, items, source, kinds)
-    if stream:
-        return ((index, result, device["device"]) for index, result, device, _ in generator)
-    indexed, loaded, device = [], None, None
-    for index, result, device, loaded in generator:
-        indexed.append((index, result))
-    return indexed, loaded, device
-
-
-def _inference_results(args, items, source, kinds):
-    from common.audio import check_audio_header
-    from common.device import device_name, prepare_device
-    from common.errors import ToolkitError
-    from common.models import describe, load_model
-    from common.transcriber import FileResult, TranscribeOptions, transcribe_inputs
-
-    for item in items:
-        if item.error is None:
-            try:
-                check_audio_header(item.path)
-            except ToolkitError as error:
-                item.error = str(error)
-    choice = cli.select_device(args.device, announce=not args.json and args.output_format != "jsonl")
-    if all(item.error for item in items):
-        device = {"device": choice.device, "reason": choice.reason}
-        for index, item in enumerate(items):
-            yield index, FileResult(item.path, error=item.error, reference_text=item.text), device, None
-        return
+    quiet_stderr = output_format in ("json", "jsonl")
+    device = cli.select_device(args.device, announce=not quiet_stderr)
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
-    prepare_device(choice.device, exact_fp32=args.dtype == "fp32")
-    loaded = load_model(source.spec, choice.device, timestamps=bool(kinds), quiet=not args.debug, source=source,
-                        loader=args.loader, decoder_device=decoder_device)
-    if source.note and not args.json:
-        cli.say(f"model: {describe(source)}")
-    if "failed" in loaded.info["loader"]:
-        cli.say(f"warning: loaded with {loaded.info['loader']}")
     batched = args.engine == "batched"
+    kinds = timestamp_kinds(args.timestamps, output_format)
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, dtype=args.dtype,
                                 engine="direct" if batched else "nemo",
                                 batch_seconds=args.batch_seconds if batched else None,
                                 long_audio_seconds=args.long_audio_seconds, debug=args.debug)
-    device = {"device": choice.device, "name": device_name(choice.device), "reason": choice.reason,
-              "dtype": args.dtype, "engine": args.engine, "decoder_device": decoder_device or choice.device}
-    progress = cli.show_progress(args.json) and len(items) > 1
-    for index, result in transcribe_inputs(loaded, items, options, progress=progress):
-        yield index, result, device, loaded
+    settings = JobSettings(options, args.engine, args.loader, decoder_device, quiet=not args.debug,
+                           progress=cli.show_progress(quiet_stderr) and len(items) > 1)
+    job = InferenceJob(source, items, device, settings, say=cli.say if not args.json else (lambda _: None))
+    if output_format == "jsonl":
+        return stream_jsonl(job, args.output)
+    return write_document(job, output_format, args)
+
+
+def write_document(job, output_format: str, args) -> int:
+    from common.output import inference_document, write_outputs
+
+    results = [result for _, result in sorted(job.results(), key=lambda pair: pair[0])]
+    for result in results:
+        if not result.ok:
+            cli.say(f"error: {result.error}")
+    document = inference_document(results, job.source, job.loaded, job.device_info)
+    write_outputs(document, results, output_format, args.output, args.output_dir)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def stream_jsonl(job, output) -> int:
+    """One JSON line per file as soon as its batch is done (completion order, with its index)."""
+    from common.output import JsonlWriter
+
+    failed = 0
+    with JsonlWriter(output) as writer:
+        for index, result in job.results():
+            writer.write({"index": index, **result.to_dict(), "device": job.choice.device, "model": job.source.spec})
+            if not result.ok:
+                failed += 1
+                cli.say(f"error: {result.error}")
+    return 0 if failed == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

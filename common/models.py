@@ -12,7 +12,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from . import random_models

@@ -3,9 +3,6 @@ while the good files are still transcribed; bad models exit 2. No tracebacks."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
 
 import numpy as np
 import pytest

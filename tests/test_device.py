@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
