@@ -5,6 +5,7 @@ its dataloader, so the same padded batch gives the same hypotheses."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Optional
 
 import numpy as np
@@ -17,13 +18,23 @@ STAGES = ("features", "encoder", "transfer", "decoding")
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
-# NeMo's transcribe() pads clips shorter than this, half before and half after (like Lhotse).
+# Recent NeMo's transcribe() pads in-memory clips shorter than this, half before and half after
+# (like Lhotse); NeMo 2.2 does not. The direct engine follows the installed NeMo.
 MIN_SECONDS = 1.0
+
+
+@functools.lru_cache(maxsize=1)
+def nemo_pads_short_clips() -> bool:
+    try:
+        from nemo.collections.asr.parts.mixins.transcription import TranscriptionTensorDataset
+    except ImportError:
+        return False
+    return hasattr(TranscriptionTensorDataset, "_pad_audio")
 
 
 def pad_short(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     missing = int(MIN_SECONDS * sample_rate) - len(signal)
-    if missing <= 0:
+    if missing <= 0 or not nemo_pads_short_clips():
         return signal
     return np.pad(signal, (missing // 2, missing - missing // 2))
 
