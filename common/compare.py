@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 import statistics
 from functools import lru_cache
-from typing import Optional
 
 NORMALIZER = "whisper_normalizer.english.EnglishTextNormalizer (Whisper's English normalizer, as used by the Open ASR leaderboard)"
 
@@ -85,9 +84,3 @@ def _english_normalizer():
 def normalize_english(text: str) -> str:
     """Lowercase, no punctuation, spelled-out numbers as digits, contractions expanded."""
     return " ".join(_english_normalizer()(text).split())
-
-
-def truth_error_rates(truth: str, hypothesis: Optional[str]) -> dict:
-    if hypothesis is None:
-        return {"wer": None, "cer": None}
-    return error_rates(normalize_english(truth), normalize_english(hypothesis))
