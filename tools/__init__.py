@@ -1,0 +1,1 @@
+"""Developer tools (training recipes and their parts); the scripts and common/ never import these."""

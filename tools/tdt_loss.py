@@ -1,0 +1,82 @@
+"""The TDT (token-and-duration transducer) loss in PyTorch, for training on the CPU.
+
+NeMo's `tdt` loss runs only on CUDA. This one is vectorized over the batch and the label
+positions and loops over frames only. Lattice: alpha(t, u) is the log-probability of having
+emitted the first u labels and standing at frame t. Arcs:
+  blank of duration d > 0:   (t - d, u)     -> (t, u)
+  label y_u of duration d >= 0: (t - d, u - 1) -> (t, u)   (d = 0 stays in the frame)
+Each arc costs the token log-probability (log-softmax over vocabulary + blank, minus `sigma`,
+the TDT paper's logit under-normalization) plus the duration log-probability (log-softmax over
+the durations). The path ends with a blank that lands exactly on frame T:
+  log P = logsumexp over d > 0 of alpha(T - d, U) + blank(T - d, U) + duration(T - d, U, d).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Unreachable lattice cells: a large negative number instead of -inf keeps gradients finite.
+UNREACHABLE = -1e4
+
+
+def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
+                       target_lengths: torch.Tensor, durations: list[int], blank: int,
+                       sigma: float = 0.0) -> torch.Tensor:
+    """log P(targets | logits) per utterance.
+
+    logits: (B, T, U + 1, V + 1 + len(durations)) raw joint outputs, tokens first (blank among
+    them at index `blank`), then one logit per duration. targets: (B, U) label ids.
+    """
+    n_tokens = logits.shape[-1] - len(durations)
+    token_lp = torch.log_softmax(logits[..., :n_tokens].double(), dim=-1) - sigma
+    duration_lp = torch.log_softmax(logits[..., n_tokens:].double(), dim=-1)
+    batch, frames, positions = logits.shape[:3]
+    # label log-probability at (t, u) of emitting targets[u] (positions u < U)
+    index = targets.long().clamp(min=0)[:, None, :, None].expand(batch, frames, positions - 1, 1)
+    label_lp = token_lp[:, :, :-1].gather(-1, index).squeeze(-1)  # (B, T, U)
+    blank_lp = token_lp[..., blank]  # (B, T, U + 1)
+
+    alphas = [None] * frames  # alphas[t]: (B, U + 1)
+    for t in range(frames):
+        incoming = torch.full((batch, positions), UNREACHABLE, dtype=torch.float64, device=logits.device)
+        if t == 0:
+            incoming[:, 0] = 0.0
+        for k, d in enumerate(durations):
+            if d == 0 or t - d < 0:
+                continue
+            source = alphas[t - d]
+            via_blank = source + blank_lp[:, t - d] + duration_lp[:, t - d, :, k]
+            via_label = source[:, :-1] + label_lp[:, t - d] + duration_lp[:, t - d, :-1, k]
+            incoming = torch.logaddexp(incoming, via_blank)
+            incoming = torch.cat([incoming[:, :1], torch.logaddexp(incoming[:, 1:], via_label)], dim=1)
+        alphas[t] = _within_frame(incoming, label_lp[:, t], duration_lp[:, t, :-1, durations.index(0)]
+                                  if 0 in durations else None)
+    alpha = torch.stack(alphas, dim=1)  # (B, T, U + 1)
+
+    rows = torch.arange(batch, device=logits.device)
+    finals = []
+    for k, d in enumerate(durations):
+        if d == 0:
+            continue
+        t = logit_lengths.long() - d
+        valid = t >= 0
+        t = t.clamp(min=0)
+        u = target_lengths.long()
+        term = alpha[rows, t, u] + blank_lp[rows, t, u] + duration_lp[rows, t, u, k]
+        finals.append(torch.where(valid, term, torch.full_like(term, UNREACHABLE)))
+    return torch.logsumexp(torch.stack(finals), dim=0)
+
+
+def _within_frame(incoming: torch.Tensor, label_lp_t: torch.Tensor, zero_duration_lp_t) -> torch.Tensor:
+    """Close the frame under duration-0 label arcs: x[u] = logaddexp(a[u], x[u-1] + c[u-1]),
+    solved for all u at once as x = S + logcumsumexp(a - S), S the prefix sums of c."""
+    if zero_duration_lp_t is None:
+        return incoming
+    step = label_lp_t + zero_duration_lp_t  # c[u]: (B, U)
+    prefix = torch.cat([torch.zeros_like(step[:, :1]), step.cumsum(dim=1)], dim=1)  # S[u]: (B, U + 1)
+    return prefix + torch.logcumsumexp(incoming - prefix, dim=1)
+
+
+def tdt_loss(logits, targets, logit_lengths, target_lengths, durations, blank, sigma: float = 0.0):
+    """Mean over the batch of -log P (NeMo's 'mean_batch' reduction)."""
+    return -tdt_log_likelihood(logits, targets, logit_lengths, target_lengths, durations, blank, sigma).mean()
