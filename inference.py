@@ -58,6 +58,8 @@ def check_options(args, output_format: str, n_inputs: int) -> None:
         raise SetupError("--batch-size must be at least 1; --batch-seconds and --long-audio-seconds positive")
     if output_format in ("srt", "vtt") and n_inputs > 1 and not args.output_dir:
         raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")
+    if output_format == "jsonl" and args.output_dir:
+        raise SetupError("--output-format jsonl streams into one file: use --output FILE, not --output-dir")
     if args.decoder_device and args.engine == "nemo":
         raise SetupError("--decoder-device: needs --engine batched (NeMo's transcribe() keeps the decoder "
                          "with the encoder)")
