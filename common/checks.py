@@ -139,7 +139,7 @@ def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
         return [Check("model", FAIL, str(error).replace(f"--model {spec}: ", ""), "pass --model with a "
                       "parakeet-tdt-0.6b-v2.nemo file, an extracted folder, or random:parakeet")], None
     if source.kind == "random":
-        cached = random_models.default_cache_dir() / f"random-{spec.split(':', 1)[1]}-v{random_models.BUILD_VERSION}.nemo"
+        cached = random_models.random_model_path(spec)
         state = "cached" if cached.is_file() else "built on first use"
         return [Check("model", PASS, f"{spec}: EncDecRNNTBPEModel (tdt), {state}; {source.note}")], \
             (cached.stat().st_size if cached.is_file() else None)

@@ -17,7 +17,7 @@ class ModelError(SetupError):
     pass
 
 
-def check_nemo_archive(path: str) -> dict:
+def check_nemo_archive(path: str) -> None:
     """A .nemo is a tar holding model_config.yaml and the weights; checked from the headers only."""
     if os.path.getsize(path) == 0:
         raise ModelError(f"--model {path}: not a .nemo archive (empty file)")
@@ -33,7 +33,6 @@ def check_nemo_archive(path: str) -> dict:
     for required in (CONFIG_NAME, WEIGHTS_NAME):
         if required not in names:
             raise ModelError(f"--model {path}: not a .nemo archive (no {required} inside)")
-    return {"members_seen": len(names)}
 
 
 def check_extracted_dir(path: str) -> None:

@@ -183,12 +183,21 @@ def save_random_model(size: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
-def cached_random_model(name: str, cache_dir: Path | None = None) -> Path:
-    """Path of the cached .nemo for `random:<size>`, building and saving it on first use."""
+def _size(name: str) -> str:
     size = name[len(RANDOM_PREFIX):] if name.startswith(RANDOM_PREFIX) else name
     if size not in SHAPES:
         raise KeyError(size)
-    path = (cache_dir or default_cache_dir()) / f"random-{size}-v{BUILD_VERSION}.nemo"
+    return size
+
+
+def random_model_path(name: str, cache_dir: Path | None = None) -> Path:
+    """Where the .nemo of `random:<size>` is cached (whether or not it is built yet)."""
+    return (cache_dir or default_cache_dir()) / f"random-{_size(name)}-v{BUILD_VERSION}.nemo"
+
+
+def cached_random_model(name: str, cache_dir: Path | None = None) -> Path:
+    """Path of the cached .nemo for `random:<size>`, building and saving it on first use."""
+    path = random_model_path(name, cache_dir)
     if not path.is_file():
-        save_random_model(size, path)
+        save_random_model(_size(name), path)
     return path

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import runpy
 import sys
-import threading
 import types
 import weakref
 from collections import Counter
@@ -69,7 +68,6 @@ class Counters:
 
 
 COUNTERS = Counters()
-STATE = threading.local()
 _SETTINGS = {"strict": True}
 
 # Ops whose result shape depends on the data: the host must wait for the device.
