@@ -9,6 +9,7 @@ run seconds.
 
 Examples:
   python accuracy_run_perf.py --audio sample.wav --warmup 1 --runs 5
+  python accuracy_run_perf.py --model demo --audio examples/demo.wav --devices cpu
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
   python accuracy_run_perf.py --audio sample.wav --engine nemo,direct --dtype fp32,bf16 --csv perf.csv
 """

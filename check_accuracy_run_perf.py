@@ -7,6 +7,7 @@ writes a Markdown and a JSON report.
 Examples:
   python check_accuracy_run_perf.py --dry-run
   python check_accuracy_run_perf.py --audio sample.wav
+  python check_accuracy_run_perf.py --model demo --audio examples/demo.wav
   python check_accuracy_run_perf.py --model random:parakeet --audio examples/sample.wav
   python check_accuracy_run_perf.py --audio sample.wav --device npu:0 --report-dir reports/
 

@@ -4,6 +4,7 @@ Ascend NPU, a CUDA GPU or the CPU.
 
 Examples:
   python inference.py --audio sample.wav
+  python inference.py --model demo --audio examples/demo.wav --timestamps word
   python inference.py --model random:tiny --audio examples/ --timestamps word --json
   python inference.py --audio talk.wav --output-format srt --output talk.srt
 """

@@ -137,7 +137,7 @@ def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
         source = resolve_model_source(spec)
     except ToolkitError as error:
         return [Check("model", FAIL, str(error).replace(f"--model {spec}: ", ""), "pass --model with a "
-                      "parakeet-tdt-0.6b-v2.nemo file, an extracted folder, or random:parakeet")], None
+                      "parakeet-tdt-0.6b-v2.nemo file, an extracted folder, demo or random:parakeet")], None
     if source.kind == "random":
         cached = random_models.random_model_path(spec)
         state = "cached" if cached.is_file() else "built on first use"

@@ -11,7 +11,8 @@ from typing import Callable
 from .errors import SetupError, ToolkitError
 
 MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidia/parakeet-tdt-0.6b-v2, "
-              "needs the Hugging Face hub), or random:tiny / random:parakeet (random weights, offline). "
+              "needs the Hugging Face hub), demo (a small model shipped in demo/, trained on synthetic speech, "
+              "offline), or random:tiny / random:parakeet (random weights, offline). "
               "Default: $PARAKEET_MODEL, else ./parakeet-tdt-0.6b-v2.nemo if present, else "
               "nvidia/parakeet-tdt-0.6b-v2")
 

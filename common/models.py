@@ -1,4 +1,4 @@
-"""Model loading: a .nemo file, an extracted .nemo folder, a pretrained name, or `random:<size>`.
+"""Model loading: a .nemo file, an extracted .nemo folder, a pretrained name, `demo` or `random:<size>`.
 
 Models are restored on the CPU, put in eval mode, then moved to the device; the decoding
 strategy is set explicitly (NeMo keeps whatever the last call left behind otherwise).
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import random_models
+from .demo_model import DEMO_NAME, DEMO_NOTE, DEMO_PATH
 from .errors import SetupError
 from .nemo_archive import ModelError, check_extracted_dir, check_nemo_archive
 
@@ -59,6 +60,12 @@ def _looks_like_path(spec: str) -> bool:
 
 def resolve_model_source(spec: str) -> ModelSource:
     """Classify and validate --model without loading any weights."""
+    if spec == DEMO_NAME:
+        if not DEMO_PATH.is_file():
+            raise ModelError(f"--model demo: {DEMO_PATH} is missing; restore it from the repository "
+                             f"or rebuild it with python tools/train_demo_model.py")
+        check_nemo_archive(str(DEMO_PATH))
+        return ModelSource(spec, "nemo_file", str(DEMO_PATH), note=DEMO_NOTE)
     if spec.startswith(random_models.RANDOM_PREFIX):
         if spec not in random_models.random_model_names():
             raise ModelError(f"--model {spec}: unknown; choose one of {', '.join(random_models.random_model_names())}")

@@ -69,13 +69,14 @@ def pseudo_english_corpus(n_sentences: int = 20000, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) for _ in range(n_sentences)]
 
 
-def train_tokenizer(out_dir: Path, vocab_size: int) -> Path:
-    """Train a SentencePiece BPE tokenizer into `out_dir` (tokenizer.model + vocab.txt)."""
+def train_tokenizer(out_dir: Path, vocab_size: int, sentences: list[str] | None = None) -> Path:
+    """Train a SentencePiece BPE tokenizer into `out_dir` (tokenizer.model + vocab.txt) on
+    `sentences`, by default a pseudo-English corpus."""
     import sentencepiece as spm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(pseudo_english_corpus()),
+        sentence_iterator=iter(sentences or pseudo_english_corpus()),
         model_prefix=str(out_dir / "tokenizer"),
         model_type="bpe",
         vocab_size=vocab_size,

@@ -176,6 +176,10 @@ def smoke_markdown(document: dict) -> str:
             lines.append(f"| {_md_cell(os.path.basename(f['path']))} | {f['duration']:.2f} | "
                          f"{'yes' if f['match'] else 'NO'} | {f['wer']:.4f} | {_md_cell(f['device']['text'])} | "
                          f"{_md_cell(f['reference']['text'])} |")
+    truth = accuracy["accuracy"]["aggregate"].get("truth")
+    if truth:
+        lines += ["", f"Against the manifest's text ({truth['files']} file(s), normalized): WER device "
+                      f"{truth['device']['wer']:.4f}, reference {truth['reference']['wer']:.4f}"]
     opts = perf["options"]
     lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, nemo engine, batch 1)", "",
               "| Device | Latency median (s) | p90 (s) | RTFx | Load (s) | First call (s) | Peak memory (MiB) |",

@@ -28,13 +28,15 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
     them at index `blank`), then one logit per duration. targets: (B, U) label ids.
     """
     n_tokens = logits.shape[-1] - len(durations)
-    token_lp = torch.log_softmax(logits[..., :n_tokens].double(), dim=-1) - sigma
-    duration_lp = torch.log_softmax(logits[..., n_tokens:].double(), dim=-1)
+    # The softmax runs in the logits' dtype; only the small (B, T, U + 1) lattice terms are
+    # float64, where long sums of log-probabilities need the precision.
+    token_lp = torch.log_softmax(logits[..., :n_tokens], dim=-1)
+    duration_lp = torch.log_softmax(logits[..., n_tokens:], dim=-1).double()
     batch, frames, positions = logits.shape[:3]
     # label log-probability at (t, u) of emitting targets[u] (positions u < U)
     index = targets.long().clamp(min=0)[:, None, :, None].expand(batch, frames, positions - 1, 1)
-    label_lp = token_lp[:, :, :-1].gather(-1, index).squeeze(-1)  # (B, T, U)
-    blank_lp = token_lp[..., blank]  # (B, T, U + 1)
+    label_lp = token_lp[:, :, :-1].gather(-1, index).squeeze(-1).double() - sigma  # (B, T, U)
+    blank_lp = token_lp[..., blank].double() - sigma  # (B, T, U + 1)
 
     alphas = [None] * frames  # alphas[t]: (B, U + 1)
     for t in range(frames):
