@@ -160,7 +160,7 @@ def _local_model_checks(source: ModelSource) -> tuple[list[Check], Optional[int]
     target = str(config.get("target", "?")).rsplit(".", 1)[-1]
     decoding = config.get("decoding") or {}
     decoder = decoding.get("model_type") or (config.get("loss") or {}).get("loss_name") or "rnnt"
-    value = f"{source.path}: {target} ({decoder}), {size / 2**30:.2f} GiB"
+    value = f"{source.path}: {target} ({decoder}), {size / 2**30:.2f} GiB" + (f"; {source.note}" if source.note else "")
     ok = "RNNT" in target.upper() or "TRANSDUCER" in target.upper() or "HYBRID" in target.upper()
     return [_check("model", ok, value, "this toolkit runs NeMo RNNT/TDT models (EncDecRNNTBPEModel)",
                    warn_only=True)], size

@@ -166,3 +166,12 @@ def test_batches_respect_the_frame_budget():
     batches = make_batches(lengths, 7000, rng)
     assert sorted(i for b in batches for i in b) == list(range(500))
     assert all(len(b) * max(lengths[i] for i in b) <= 7000 or len(b) == 1 for b in batches)
+
+
+def test_dry_run_names_the_demo_model(capsys):
+    import check_accuracy_run_perf
+
+    check_accuracy_run_perf.main(["--dry-run", "--model", "demo", "--json", str(EXAMPLE)])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["model"]["status"] == "PASS"
+    assert str(DEMO_PATH) in checks["model"]["value"] and "not parakeet" in checks["model"]["value"]

@@ -292,19 +292,31 @@ def train(args) -> dict:
         stage("training", t)
 
         t = time.monotonic()
-        for name in ("heldout", "unseen_voice"):
-            hyps = decode(model, feats[name], list(range(len(feats[name]))))
-            log[f"final_wer_{name}"] = round(wer([c.text for c in sets[name]], hyps), 4)
-        print(f"final WER: held-out sentences {log['final_wer_heldout']:.2%}, "
-              f"unseen voice {log['final_wer_unseen_voice']:.2%}", flush=True)
-        save(model, Path(args.out))
-        if args.clips_out:
-            write_clips(sets, Path(args.clips_out), args.shipped_clips)
+        evaluate_and_save(model, feats, sets, args, log)
         stage("evaluation and save", t)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log["total_minutes"] = round((time.monotonic() - started) / 60, 1)
     return log
+
+
+def evaluate_and_save(model, feats, sets, args, log) -> None:
+    """WER on all of both held-out sets, then the .nemo and the shipped clips."""
+    for name in ("heldout", "unseen_voice"):
+        hyps = decode(model, feats[name], list(range(len(feats[name]))))
+        log[f"final_wer_{name}"] = round(wer([c.text for c in sets[name]], hyps), 4)
+    print(f"final WER: held-out sentences {log['final_wer_heldout']:.2%}, "
+          f"unseen voice {log['final_wer_unseen_voice']:.2%}", flush=True)
+    save(model, Path(args.out))
+    if args.clips_out:
+        write_clips(sets, Path(args.clips_out), args.shipped_clips)
+
+
+def curve_wers(model, feats, sets, count: int) -> dict:
+    """WER on the first `count` clips of each held-out set."""
+    subset = list(range(count))
+    return {f"wer_{name}": round(wer([sets[name][i].text for i in subset], decode(model, feats[name], subset)), 4)
+            for name in ("heldout", "unseen_voice")}
 
 
 def run_training(model, feats, tokens, sets, args, log, durations) -> None:
@@ -328,11 +340,8 @@ def run_training(model, feats, tokens, sets, args, log, durations) -> None:
             done = elapsed >= budget or (args.max_steps is not None and step >= args.max_steps)
             if elapsed >= next_eval or done:
                 point = {"step": step, "minutes": round(elapsed / 60, 2), "epoch": epoch,
-                         "loss": round(sum(recent) / len(recent), 4) if recent else None}
-                for name in ("heldout", "unseen_voice"):
-                    subset = list(range(eval_count))
-                    hyps = decode(model, feats[name], subset)
-                    point[f"wer_{name}"] = round(wer([sets[name][i].text for i in subset], hyps), 4)
+                         "loss": round(sum(recent) / len(recent), 4) if recent else None,
+                         **curve_wers(model, feats, sets, eval_count)}
                 log["curve"].append(point)
                 print(json.dumps(point), flush=True)
                 next_eval += args.eval_every_minutes * 60
