@@ -29,12 +29,10 @@ def build_parser():
     parser.add_argument("--reference", default="cpu", help="reference device (always fp32)")
     parser.add_argument("--reference-model", default=None,
                         help="model for the reference device (default: the same as --model)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
-                        help="target precision (autocast); fp32 on an NPU also turns conv HF32 off")
+    cli.add_dtype_argument(parser, "target precision (autocast); fp32 on an NPU also turns conv HF32 off")
     parser.add_argument("--reference-text", default=None,
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
-    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
-    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs reference")
+    cli.add_threshold_arguments(parser)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per device before timing")
     cli.add_output_arguments(parser)
     return parser

@@ -31,11 +31,10 @@ def build_parser():
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="only check the environment (no model load)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="device precision")
+    cli.add_dtype_argument(parser, "device precision")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per device")
-    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
-    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs CPU")
+    cli.add_threshold_arguments(parser)
     parser.add_argument("--report-dir", default="reports", help="where report.md and report.json are written")
     cli.add_output_arguments(parser)
     return parser

@@ -33,8 +33,7 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=16, help="most files per model call")
     parser.add_argument("--batch-seconds", type=float, default=120.0,
                         help="batched engine: most padded audio seconds per model call")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="encoder/decoder precision (autocast; features stay fp32)")
+    cli.add_dtype_argument(parser, "encoder/decoder precision (autocast; features stay fp32)")
     parser.add_argument("--decoder-device", default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
                              "batched engine only (default: same as --device)")

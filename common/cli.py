@@ -21,7 +21,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults, except empty ones, and keeps the description's line breaks."""
 
     def _get_help_string(self, action):
-        if action.default in (None, [], False):
+        # `in (None, [], False)` would also hide 0 and 0.0 (0 == False), which are real defaults.
+        if action.default is None or action.default is False or action.default == []:
             return action.help
         return super()._get_help_string(action)
 
@@ -47,6 +48,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "
                              "device, else cuda, else cpu")
     parser.add_argument("--loader", choices=("fast", "nemo"), default="fast",
                         help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    from .precision import DTYPES
+
+    parser.add_argument("--dtype", default="fp32", choices=DTYPES, help=help)
+
+
+def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
+    """The accuracy verdict's thresholds (accuracy_run.py and the smoke chain)."""
+    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
+    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs reference")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

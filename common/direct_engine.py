@@ -39,11 +39,14 @@ def pad_short(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     return np.pad(signal, (missing // 2, missing - missing // 2))
 
 
-def pad_batch(signals: list[np.ndarray]):
-    """Zero-padded [B, T] float32 batch and lengths, as NeMo's transcribe() builds it."""
+def pad_batch(signals: list[np.ndarray], pad_short_clips: bool = True):
+    """Zero-padded [B, T] float32 batch and lengths, as NeMo's transcribe() builds it (with
+    `pad_short_clips`, clips under a second padded as NeMo does)."""
     import torch
 
-    signals = [pad_short(np.asarray(s, dtype=np.float32)) for s in signals]
+    signals = [np.asarray(s, dtype=np.float32) for s in signals]
+    if pad_short_clips:
+        signals = [pad_short(s) for s in signals]
     lengths = torch.tensor([len(s) for s in signals], dtype=torch.long)
     batch = torch.zeros(len(signals), int(lengths.max()), dtype=torch.float32)
     for row, signal in enumerate(signals):

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import publish
+from .files import write_atomic
 
 RANDOM_PREFIX = "random:"
 RANDOM_WEIGHTS_NOTE = "random weights: transcripts are not meaningful"
@@ -166,22 +166,12 @@ def save_random_model(size: str, path: Path, seed: int = 0) -> Path:
     from omegaconf import OmegaConf
 
     shape = SHAPES[size]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    os.close(fd)
-    try:
-        # The tokenizer files must outlive save_to(), which packs them into the archive.
-        with tempfile.TemporaryDirectory(prefix="parakeet-tok-") as tok_dir:
-            train_tokenizer(Path(tok_dir), shape.vocab_size)
-            torch.manual_seed(seed)
-            model = EncDecRNNTBPEModel(cfg=OmegaConf.create(model_config(shape, Path(tok_dir))))
-            model.save_to(tmp)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    # The tokenizer files must outlive save_to(), which packs them into the archive.
+    with tempfile.TemporaryDirectory(prefix="parakeet-tok-") as tok_dir:
+        train_tokenizer(Path(tok_dir), shape.vocab_size)
+        torch.manual_seed(seed)
+        model = EncDecRNNTBPEModel(cfg=OmegaConf.create(model_config(shape, Path(tok_dir))))
+        return write_atomic(path, model.save_to)
 
 
 def _size(name: str) -> str:

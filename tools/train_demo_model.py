@@ -148,15 +148,13 @@ def features(model, clips: list[Clip], batch: int = 32):
     """Log-mel features (float16, (n_mels, frames) each) from the model's own preprocessor."""
     import torch
 
+    from common.direct_engine import pad_batch
+
     out = []
     model.preprocessor.eval()
     with torch.inference_mode():
         for start in range(0, len(clips), batch):
-            chunk = clips[start:start + batch]
-            lengths = torch.tensor([len(c.audio) for c in chunk])
-            signal = torch.zeros(len(chunk), int(lengths.max()))
-            for row, c in enumerate(chunk):
-                signal[row, :len(c.audio)] = torch.from_numpy(c.audio)
+            signal, lengths = pad_batch([c.audio for c in clips[start:start + batch]], pad_short_clips=False)
             feats, feat_lengths = model.preprocessor(input_signal=signal, length=lengths)
             out += [feats[row, :, :n].to(torch.float16).clone() for row, n in enumerate(feat_lengths.tolist())]
     return out
@@ -234,9 +232,9 @@ def decode(model, feats, indices, batch: int = 32) -> list[str]:
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
-    import jiwer
+    from common.compare import corpus_error_rates
 
-    return float(jiwer.wer(references, [h if h.strip() else "<empty>" for h in hypotheses]))
+    return corpus_error_rates(references, hypotheses)["wer"]
 
 
 def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
@@ -361,19 +359,18 @@ def run_training(model, feats, tokens, sets, args, log, durations) -> None:
 
 
 def save(model, path: Path) -> None:
-    from common.files import publish
+    from common.files import write_atomic
 
     model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    model.save_to(str(tmp))
-    publish(str(tmp), path)
+    write_atomic(path, model.save_to)
     print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 
 def write_clips(sets, out_dir: Path, per_set: int) -> None:
     """The first `per_set` clips of each held-out set, with a NeMo manifest (text = what was spoken)."""
     import soundfile
+
+    from common.files import write_text_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -383,7 +380,7 @@ def write_clips(sets, out_dir: Path, per_set: int) -> None:
             soundfile.write(path, clip.audio, SAMPLE_RATE, subtype="PCM_16")
             lines.append(json.dumps({"audio_filepath": path.name, "duration": round(len(clip.audio) / SAMPLE_RATE, 3),
                                      "text": clip.text, "voice": clip.voice, "set": name}))
-    (out_dir / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "manifest.jsonl", "\n".join(lines) + "\n")
 
 
 def write_eval_sets(args) -> None:
