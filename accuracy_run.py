@@ -41,10 +41,10 @@ def build_parser():
 def accuracy_command(args) -> int:
     from common.errors import SetupError
     from common.files import write_json_atomic
-    from common.formats import render_json
-    from common.inputs import collect_inputs
-    from common.models import ModelPool, default_model_spec, resolve_model_source
-    from common.reports import accuracy_table
+    from common.outputs.formats import render_json
+    from common.inputs.sources import collect_inputs
+    from common.model.loading import ModelPool, default_model_spec, resolve_model_source
+    from common.report.tables import accuracy_table
 
     items = collect_inputs(cli.input_paths(args))
     if args.reference_text is not None and len(items) != 1:
@@ -65,8 +65,8 @@ def accuracy_command(args) -> int:
 
 
 def run_accuracy_check(args, items, target_source, reference_source, pool) -> dict:
-    from common.accuracy import AccuracyOptions, accuracy_check
-    from common.models import describe
+    from common.measure.accuracy import AccuracyOptions, accuracy_check
+    from common.model.loading import describe
 
     target = cli.select_device(args.device, announce=not args.json)
     reference = cli.select_device(args.reference, announce=False)

@@ -61,8 +61,8 @@ def build_parser():
 
 def check_options(args) -> None:
     from common.errors import SetupError
-    from common.precision import check_dtype
-    from common.transcriber import ENGINES
+    from common.engine.precision import check_dtype
+    from common.engine.transcriber import ENGINES
 
     for dtype in args.dtype:
         check_dtype(dtype)
@@ -78,12 +78,12 @@ def check_options(args) -> None:
 
 def perf_command(args) -> int:
     from common.files import write_json_atomic, write_text_atomic
-    from common.formats import render_json
-    from common.reports import perf_csv, perf_table
+    from common.outputs.formats import render_json
+    from common.report.tables import perf_csv, perf_table
 
     check_options(args)
     start = time.perf_counter()
-    from common.models import import_nemo_asr
+    from common.model.loading import import_nemo_asr
 
     import_nemo_asr(quiet=not args.debug)
     import_seconds = time.perf_counter() - start
@@ -97,8 +97,8 @@ def perf_command(args) -> int:
 
 
 def run_benchmark(args, import_seconds: float) -> dict:
-    from common.models import ModelPool, default_model_spec, describe, resolve_model_source
-    from common.perf import PerfOptions, PerfSweep, load_signals, run_perf
+    from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
+    from common.measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
 
     source = resolve_model_source(args.model or default_model_spec())
     inputs = load_signals(cli.input_paths(args))

@@ -41,10 +41,10 @@ def build_parser():
 
 
 def dry_run(args, model_spec: str) -> int:
-    from common.checks import checks_document, run_checks
+    from common.checks.environment import checks_document, run_checks
     from common.files import write_json_atomic
-    from common.formats import render_json
-    from common.reports import checks_table
+    from common.outputs.formats import render_json
+    from common.report.tables import checks_table
 
     document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device))
     if args.output:
@@ -55,10 +55,10 @@ def dry_run(args, model_spec: str) -> int:
 
 def full_run(args, model_spec: str) -> int:
     from common.files import write_json_atomic, write_text_atomic
-    from common.formats import render_json
-    from common.models import describe, import_nemo_asr, resolve_model_source
-    from common.reports import checks_table, smoke_markdown
-    from common.smoke import SmokeOptions, run_smoke, smoke_passed
+    from common.outputs.formats import render_json
+    from common.model.loading import describe, import_nemo_asr, resolve_model_source
+    from common.report.tables import checks_table, smoke_markdown
+    from common.job.smoke import SmokeOptions, run_smoke, smoke_passed
 
     paths = cli.input_paths(args)
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def full_run(args, model_spec: str) -> int:
 
 
 def check_command(args) -> int:
-    from common.models import default_model_spec
+    from common.model.loading import default_model_spec
 
     model_spec = args.model or default_model_spec()
     return dry_run(args, model_spec) if args.dry_run else full_run(args, model_spec)

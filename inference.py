@@ -66,10 +66,10 @@ def check_options(args, output_format: str, n_inputs: int) -> None:
 
 
 def transcribe_command(args) -> int:
-    from common.inference_job import InferenceJob, JobSettings, timestamp_kinds
-    from common.inputs import collect_inputs
-    from common.models import default_model_spec, resolve_model_source
-    from common.transcriber import TranscribeOptions
+    from common.job.inference import InferenceJob, JobSettings, timestamp_kinds
+    from common.inputs.sources import collect_inputs
+    from common.model.loading import default_model_spec, resolve_model_source
+    from common.engine.transcriber import TranscribeOptions
 
     output_format = "json" if args.json else args.output_format
     items = collect_inputs(cli.input_paths(args))
@@ -81,7 +81,7 @@ def transcribe_command(args) -> int:
     batched = args.engine == "batched"
     kinds = timestamp_kinds(args.timestamps, output_format)
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, dtype=args.dtype,
-                                engine="direct" if batched else "nemo",
+                                engine=args.engine,
                                 batch_seconds=args.batch_seconds if batched else None,
                                 long_audio_seconds=args.long_audio_seconds, debug=args.debug)
     settings = JobSettings(options, args.engine, args.loader, decoder_device, quiet=not args.debug,
@@ -93,7 +93,7 @@ def transcribe_command(args) -> int:
 
 
 def write_document(job, output_format: str, args) -> int:
-    from common.output import inference_document, write_outputs
+    from common.outputs.documents import inference_document, write_outputs
 
     results = [result for _, result in sorted(job.results(), key=lambda pair: pair[0])]
     for result in results:
@@ -106,7 +106,7 @@ def write_document(job, output_format: str, args) -> int:
 
 def stream_jsonl(job, output) -> int:
     """One JSON line per file as soon as its batch is done (completion order, with its index)."""
-    from common.output import JsonlWriter
+    from common.outputs.documents import JsonlWriter
 
     failed = 0
     with JsonlWriter(output) as writer:

@@ -7,7 +7,7 @@ What is timed (wall clock; the device is synchronized before every clock read):
   first       whole process, start to first transcript of the 7.4 s clip, in fresh
               subprocesses: `import nemo; restore_from(); transcribe()` vs `inference.py`.
   clip        warm latency of the 7.4 s clip, in-memory array in, text out (median of --runs
-              after a warm-up): model.transcribe() vs our direct engine, fp32 and bf16.
+              after a warm-up): model.transcribe() vs our batched engine, fp32 and bf16.
   set         throughput over the clip set (in-memory arrays, all clips once per run):
               model.transcribe(batch_size=4) at fp32 vs our batched engine over a sweep of
               audio-seconds budgets, fp32 and bf16.
@@ -50,8 +50,8 @@ def median_seconds(fn, warmup: int, runs: int) -> tuple[float, list[float], obje
 def bench_load(nemo_path: str) -> dict:
     import torch
 
-    from common import fast_load
-    from common.models import import_nemo_asr
+    from common.model import fast_load
+    from common.model.loading import import_nemo_asr
 
     ASRModel = import_nemo_asr().models.ASRModel
     folder, _ = fast_load.extracted_folder(nemo_path)
@@ -96,11 +96,11 @@ def bench_first_transcript(nemo_path: str, clip: str) -> dict:
 
 
 def bench_clip(loaded, signal, warmup: int, runs: int) -> list[dict]:
-    from common.transcriber import TranscribeOptions, transcribe_signals
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
 
     duration = len(signal) / 16000
     rows, reference = [], None
-    for engine, dtype in (("nemo", "fp32"), ("direct", "fp32"), ("nemo", "bf16"), ("direct", "bf16")):
+    for engine, dtype in (("nemo", "fp32"), ("batched", "fp32"), ("nemo", "bf16"), ("batched", "bf16")):
         options = TranscribeOptions(engine=engine, dtype=dtype)
         median, times, transcripts = median_seconds(lambda: transcribe_signals(loaded, [signal], options),
                                                     warmup, runs)
@@ -113,7 +113,7 @@ def bench_clip(loaded, signal, warmup: int, runs: int) -> list[dict]:
 
 
 def bench_set(loaded, signals, budgets: list[float], warmup: int, runs: int) -> list[dict]:
-    from common.transcriber import TranscribeOptions, plan_batches, transcribe_signals
+    from common.engine.transcriber import TranscribeOptions, plan_batches, transcribe_signals
 
     audio = sum(len(s) for s in signals) / 16000
     durations = [len(s) / 16000 for s in signals]
@@ -129,7 +129,7 @@ def bench_set(loaded, signals, budgets: list[float], warmup: int, runs: int) -> 
                 plan_batches(durations, 4, None))]
     for dtype in ("fp32", "bf16"):
         for budget in budgets:
-            configs.append((f"ours batched {budget:g} s", TranscribeOptions(engine="direct", dtype=dtype),
+            configs.append((f"ours batched {budget:g} s", TranscribeOptions(engine="batched", dtype=dtype),
                             plan_batches(durations, 64, budget)))
     rows, reference = [], None
     for name, options, batches in configs:
@@ -158,11 +158,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 
-    from common.audio import load_audio
-    from common.environment import collect_environment
-    from common.inputs import read_manifest
-    from common.models import load_model, resolve_model_source
-    from common.random_models import cached_random_model
+    from common.inputs.audio import load_audio
+    from common.device.environment import collect_environment
+    from common.inputs.sources import read_manifest
+    from common.model.loading import load_model, resolve_model_source
+    from common.model.random_models import cached_random_model
 
     source = resolve_model_source(args.model)
     nemo_path = str(cached_random_model(args.model)) if source.kind == "random" else source.path

@@ -51,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    from .precision import DTYPES
+    from .engine.precision import DTYPES
 
     parser.add_argument("--dtype", default="fp32", choices=DTYPES, help=help)
 
@@ -99,7 +99,7 @@ def show_progress(json_mode: bool) -> bool:
 
 def select_device(spec: str, announce: bool = True):
     """Resolve --device and say once which device was chosen and why."""
-    from .device import resolve_device
+    from .device.accelerators import resolve_device
 
     choice = resolve_device(spec)
     if choice.warning:

@@ -60,7 +60,7 @@ def write_speech(path: Path, text: str, seed: int) -> Path:
 @pytest.fixture(scope="session")
 def tiny_nemo(tmp_path_factory) -> Path:
     """A 2-layer FastConformer-TDT with a SentencePiece tokenizer trained here, saved as .nemo."""
-    from common.random_models import save_random_model
+    from common.model.random_models import save_random_model
 
     return save_random_model("tiny", tmp_path_factory.mktemp("model") / "tiny-tdt.nemo", seed=0)
 
@@ -81,7 +81,7 @@ def clips(speech_dir) -> list[str]:
 @pytest.fixture(scope="session")
 def nemo_model(tiny_nemo):
     """NeMo's own view of the test model: the oracle the toolkit is checked against."""
-    from common.models import import_nemo_asr
+    from common.model.loading import import_nemo_asr
 
     nemo_asr = import_nemo_asr(quiet=True)
     return nemo_asr.models.ASRModel.restore_from(str(tiny_nemo), map_location="cpu").eval()

@@ -366,7 +366,7 @@ def install(strict: bool = True) -> types.ModuleType:
     _setup_privateuseone_for_python_backend(rename="npu", backend_module=module)
     _register_kernels()
     _pin_memory_is_a_no_op()
-    from common import counters
+    from common.device import counters
 
     counters.register_source(COUNTERS.snapshot)
     _INSTALLED["done"] = True

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import accuracy_run
-from common.compare import error_rates, normalize_english, timestamp_drift, word_differences
+from common.measure.compare import error_rates, normalize_english, timestamp_drift, word_differences
 
 
 def levenshtein(a: list, b: list) -> int:
@@ -29,7 +29,7 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def other_seed_nemo(tmp_path_factory):
-    from common.random_models import save_random_model
+    from common.model.random_models import save_random_model
 
     return save_random_model("tiny", tmp_path_factory.mktemp("model2") / "tiny-seed1.nemo", seed=1)
 

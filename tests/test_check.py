@@ -88,7 +88,7 @@ def test_dry_run_with_torch_npu_but_no_cann(torch_npu_env, tiny_nemo, clips):
 
 def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, tiny_nemo, clips, tmp_path,
                                                                        monkeypatch):
-    from common import fast_load
+    from common.model import fast_load
 
     real_load = fast_load.load_extracted
     restores = []

@@ -11,7 +11,7 @@ import pytest
 
 import accuracy_run
 import inference
-from common.demo_model import DEMO_PATH
+from common.model.demo_model import DEMO_PATH
 from tests.conftest import REPO
 
 CLIPS = REPO / "demo" / "clips"
@@ -59,7 +59,7 @@ def test_example_clip_is_transcribed(capsys):
 def test_nemo_restore_from_and_transcribe_use_it_as_is(capsys):
     """NeMo alone loads the file and transcribes with its saved config; our inference gives the
     same words and word timestamps (a real check now that the words mean something)."""
-    from common.models import import_nemo_asr
+    from common.model.loading import import_nemo_asr
 
     model = import_nemo_asr().models.ASRModel.restore_from(str(DEMO_PATH), map_location="cpu").eval()
     assert type(model).__name__ == "EncDecRNNTBPEModel"
@@ -101,9 +101,9 @@ def test_bf16_agreement_with_fp32_is_measured(capsys):
 
 
 def test_missing_demo_file_is_one_clear_error(monkeypatch, capsys, tmp_path):
-    import common.models
+    import common.model.loading
 
-    monkeypatch.setattr(common.models, "DEMO_PATH", tmp_path / "gone.nemo")
+    monkeypatch.setattr(common.model.loading, "DEMO_PATH", tmp_path / "gone.nemo")
     code = inference.main(["--model", "demo", str(EXAMPLE)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
@@ -134,7 +134,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     small batch: the loss must fall. The shipped model is never retrained in tests."""
     import torch
 
-    from common.random_models import TDT_DURATIONS, train_tokenizer
+    from common.model.random_models import TDT_DURATIONS, train_tokenizer
     from tools import train_demo_model as recipe
 
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from common import device
-from common.device import DeviceError, diagnose_torch_npu_import_error, resolve_device
+from common.device import accelerators as device
+from common.device.accelerators import DeviceError, diagnose_torch_npu_import_error, resolve_device
 from tests.conftest import REPO
 
 TORCH_NPU_INSTALLED = importlib.util.find_spec("torch_npu") is not None

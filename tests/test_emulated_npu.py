@@ -64,7 +64,7 @@ def npu_perf(tiny_nemo, clips, tmp_path_factory):
     """Decoder on the npu vs on the cpu, two files in batches of 1 and 2."""
     folder = tmp_path_factory.mktemp("npu-perf")
     docs = {}
-    for name, extra in (("on_npu", ["--engine", "direct,nemo"]), ("on_cpu", ["--engine", "direct",
+    for name, extra in (("on_npu", ["--engine", "batched,nemo"]), ("on_cpu", ["--engine", "batched",
                                                                              "--decoder-device", "cpu"])):
         out = folder / f"{name}.json"
         proc = emulated("accuracy_run_perf.py", "--model", tiny_nemo, "--device", "npu:0", "--warmup", "0",
@@ -80,20 +80,20 @@ def test_perf_reports_host_syncs_per_stage(npu_perf):
         assert syncs is not None, "the emulator's counters reach the report through common/counters.py"
         assert syncs["features"] == 0 and syncs["encoder"] == 0
         assert result["engine_check"]["identical"]
-        decoding = syncs["decoding"] if result["config"]["engine"] == "direct" else syncs["other"]
+        decoding = syncs["decoding"] if result["config"]["engine"] == "batched" else syncs["other"]
         assert decoding > 2 * len(result["batches"]), "the TDT loop syncs the host at every label step"
         assert result["memory"]["kind"] == "npu allocated" and result["memory"]["peak"] > 0
 
 
 def test_decoder_on_cpu_cuts_device_syncs_to_two_per_batch(npu_perf):
-    direct_on_npu = {r["config"]["batch_size"]: r for r in npu_perf["on_npu"]["results"]
-                     if r["config"]["engine"] == "direct"}
+    batched_on_npu = {r["config"]["batch_size"]: r for r in npu_perf["on_npu"]["results"]
+                     if r["config"]["engine"] == "batched"}
     for result in npu_perf["on_cpu"]["results"]:
         batches = len(result["batches"])
         syncs = result["host_syncs"]
         assert syncs["decoding"] == 0 and syncs["encoder"] == 0
         assert syncs["total"] <= 2 * batches
-        same_config = direct_on_npu[result["config"]["batch_size"]]
+        same_config = batched_on_npu[result["config"]["batch_size"]]
         assert syncs["total"] < same_config["host_syncs"]["total"]
         assert result["texts"] == same_config["texts"]
 

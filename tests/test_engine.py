@@ -10,8 +10,8 @@ import pytest
 import soundfile
 
 import inference
-from common.audio import load_audio
-from common.transcriber import plan_batches
+from common.inputs.audio import load_audio
+from common.engine.transcriber import plan_batches
 from tests.conftest import write_speech
 
 
@@ -70,7 +70,7 @@ def test_jsonl_streams_every_file_once_with_its_index(capsys, tiny_nemo, mixed_c
 
 
 def test_long_audio_switches_to_local_attention_like_nemo(capsys, tiny_nemo, mixed_clips):
-    from common.models import import_nemo_asr
+    from common.model.loading import import_nemo_asr
 
     long = mixed_clips[-1]
     code = inference.main(["--model", str(tiny_nemo), "--long-audio-seconds", "30", "--json", long, mixed_clips[1]])
@@ -101,7 +101,7 @@ def test_bf16_runs_and_is_reported(capsys, tiny_nemo, clips):
 
 
 def test_short_clip_is_padded_like_nemo(nemo_model, tmp_path):
-    from common.direct_engine import decode_batch
+    from common.engine.batched import decode_batch
 
     signal = write_speech(tmp_path / "s.wav", "hi", seed=3)
     clip = load_audio(str(signal))[:8000]

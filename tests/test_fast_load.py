@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from common import fast_load
-from common.audio import load_audio
-from common.models import import_nemo_asr, load_model
+from common.model import fast_load
+from common.inputs.audio import load_audio
+from common.model.loading import import_nemo_asr, load_model
 
 
 @pytest.fixture()

@@ -79,7 +79,7 @@ def test_resampled_and_stereo_inputs_give_the_original_text(capsys, tiny_nemo, t
     durations = [r["duration"] for r in doc["results"]]
     assert durations == pytest.approx([durations[0]] * 4, abs=1e-3)
 
-    from common.audio import load_audio
+    from common.inputs.audio import load_audio
 
     reference = load_audio(str(original))
     for name in variants:

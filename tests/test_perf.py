@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import accuracy_run_perf
-from common.perf import plan_batches
-from common.timing import latency_stats, percentile
+from common.measure.perf import plan_batches
+from common.device.clocks import latency_stats, percentile
 
 
 def test_statistics_on_known_values():
@@ -38,7 +38,7 @@ def test_batches_are_longest_first_and_cover_every_input_once():
 def perf_run(tmp_path_factory, tiny_nemo, clips):
     folder = tmp_path_factory.mktemp("perf")
     argv = ["--model", str(tiny_nemo), "--device", "cpu", "--warmup", "1", "--runs", "3",
-            "--batch-sizes", "1,3", "--engine", "nemo,direct", "--dtype", "fp32",
+            "--batch-sizes", "1,3", "--engine", "nemo,batched", "--dtype", "fp32",
             "--output", str(folder / "perf.json"), "--csv", str(folder / "perf.csv"), *clips]
     code = accuracy_run_perf.main(argv)
     return code, json.loads((folder / "perf.json").read_text()), (folder / "perf.csv").read_text()
@@ -64,7 +64,7 @@ def test_results_file_is_complete_and_self_consistent(perf_run, clips):
             assert measured <= latency + 1e-4
             assert sum(v["seconds"] for v in run_stages.values()) == pytest.approx(latency, abs=1e-3)
             assert {"features", "encoder"} <= set(run_stages)
-            assert ("decoding" in run_stages) == (cfg["engine"] == "direct")
+            assert ("decoding" in run_stages) == (cfg["engine"] == "batched")
         batches = result["batches"]
         assert sorted(e["index"] for b in batches for e in b) == list(range(len(clips)))
         assert all(len(b) <= cfg["batch_size"] for b in batches)
@@ -86,10 +86,10 @@ def test_csv_has_one_row_per_configuration(perf_run):
 
 def test_nemo_transcribe_does_not_leave_the_model_in_training_mode(tiny_nemo, clips):
     """NeMo's transcribe() unfreezes (= trains) encoder and decoder on exit; dropout would then
-    make every later direct-engine result random."""
-    from common.audio import load_audio
-    from common.models import load_model
-    from common.transcriber import TranscribeOptions, transcribe_signals
+    make every later batched-engine result random."""
+    from common.inputs.audio import load_audio
+    from common.model.loading import load_model
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
 
     loaded = load_model(str(tiny_nemo), "cpu")
     signal = [load_audio(clips[0])]

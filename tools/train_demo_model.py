@@ -133,7 +133,7 @@ def build_model(tokenizer_dir: Path, vocab_size: int, seed: int):
     from nemo.collections.asr.models import EncDecRNNTBPEModel
     from omegaconf import OmegaConf
 
-    from common.random_models import ModelShape, model_config
+    from common.model.random_models import ModelShape, model_config
 
     shape = ModelShape(n_layers=5, d_model=128, n_heads=4, subsampling_channels=96, conv_kernel_size=9,
                        n_mels=80, pred_hidden=160, pred_rnn_layers=1, joint_hidden=160, vocab_size=vocab_size)
@@ -148,7 +148,7 @@ def features(model, clips: list[Clip], batch: int = 32):
     """Log-mel features (float16, (n_mels, frames) each) from the model's own preprocessor."""
     import torch
 
-    from common.direct_engine import pad_batch
+    from common.engine.batched import pad_batch
 
     out = []
     model.preprocessor.eval()
@@ -232,7 +232,7 @@ def decode(model, feats, indices, batch: int = 32) -> list[str]:
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
-    from common.compare import corpus_error_rates
+    from common.measure.compare import corpus_error_rates
 
     return corpus_error_rates(references, hypotheses)["wer"]
 
@@ -248,8 +248,8 @@ def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
 def train(args) -> dict:
     import torch
 
-    from common.models import import_nemo_asr
-    from common.random_models import TDT_DURATIONS, train_tokenizer
+    from common.model.loading import import_nemo_asr
+    from common.model.random_models import TDT_DURATIONS, train_tokenizer
 
     torch.set_num_threads(args.threads)
     import_nemo_asr(quiet=True)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-from .audio import check_audio_header
-from .device import DeviceChoice, device_name, prepare_device
-from .errors import ToolkitError
-from .inputs import AudioInput
-from .models import LoadedModel, ModelSource, describe, load_model
-from .transcriber import TIMESTAMP_KINDS, FileResult, TranscribeOptions, transcribe_inputs
+from ..inputs.audio import check_audio_header
+from ..device.accelerators import DeviceChoice, device_name, prepare_device
+from ..errors import ToolkitError
+from ..inputs.sources import AudioInput
+from ..model.loading import LoadedModel, ModelSource, describe, load_model
+from ..engine.transcriber import TIMESTAMP_KINDS, FileResult, TranscribeOptions, transcribe_inputs
 
 
 def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The direct engine: preprocessor -> encoder -> TDT decoding on in-memory tensors, each stage
+"""The batched engine: preprocessor -> encoder -> TDT decoding on in-memory tensors, each stage
 timed with the device synchronized. It does what NeMo's transcribe() does per batch, without
 its dataloader, so the same padded batch gives the same hypotheses."""
 
@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from .precision import autocast
-from .timing import timed
+from ..device.clocks import timed
 
 STAGES = ("features", "encoder", "transfer", "decoding")
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
@@ -19,7 +19,7 @@ LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
 # Recent NeMo's transcribe() pads in-memory clips shorter than this, half before and half after
-# (like Lhotse); NeMo 2.2 does not. The direct engine follows the installed NeMo.
+# (like Lhotse); NeMo 2.2 does not. The batched engine follows the installed NeMo.
 MIN_SECONDS = 1.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .transcriber import FileResult
+from ..engine.transcriber import FileResult
 
 OUTPUT_FORMATS = ("text", "json", "srt", "vtt")
 

@@ -11,18 +11,18 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Optional
 
-from .audio import SAMPLE_RATE, duration_seconds, load_audio
-from .direct_engine import decode_batch, local_attention
-from .errors import SetupError, ToolkitError
-from .inputs import AudioInput
-from .models import LoadedModel
+from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
+from .batched import decode_batch, local_attention
+from ..errors import SetupError, ToolkitError
+from ..inputs.sources import AudioInput
+from ..model.loading import LoadedModel
 from .precision import autocast
-from .timing import module_timer
+from ..device.clocks import module_timer
 
 TIMESTAMP_KINDS = ("word", "segment", "char")
 
 
-ENGINES = ("nemo", "direct")
+ENGINES = ("nemo", "batched")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TranscribeOptions:
     batch_size: int = 4
     timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
     dtype: str = "fp32"  # fp32, or bf16/fp16 autocast
-    engine: str = "nemo"  # nemo: model.transcribe(); direct: preprocessor/encoder/decoding by hand
+    engine: str = "nemo"  # nemo: model.transcribe(); batched: preprocessor/encoder/decoding by hand
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: Optional[float] = None  # above this, local attention (None: never)
     debug: bool = False  # re-raise model failures instead of recording them per file
@@ -152,7 +152,7 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
                        stages: Optional[dict] = None, counts: Optional[dict] = None) -> list[Transcript]:
     """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
-    `stages` receives seconds per stage: features, encoder and (direct engine) decoding;
+    `stages` receives seconds per stage: features, encoder and (batched engine) decoding;
     `counts` what a counting backend counted per stage (common/counters.py)."""
     longest = max(len(s) for s in signals) / SAMPLE_RATE
     long_audio = options.long_audio_seconds is not None and longest > options.long_audio_seconds
@@ -170,10 +170,10 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict],
                 counts: Optional[dict]) -> list:
     model, device = loaded.model, loaded.device
-    if options.engine == "direct":
+    if options.engine == "batched":
         return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device, counts)
     if loaded.decoder_device not in (None, device):
-        raise SetupError("the nemo engine runs the decoder where the encoder runs; use the direct engine "
+        raise SetupError("the nemo engine runs the decoder where the encoder runs; use the batched engine "
                          "for --decoder-device")
     with contextlib.ExitStack() as stack:
         if stages is not None:

@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 SAMPLE_RATE = 16000
 # Formats libsndfile reads itself; a file with one of these names that it cannot open is not audio.

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_atomic
+from ..files import write_atomic
 
 RANDOM_PREFIX = "random:"
 RANDOM_WEIGHTS_NOTE = "random weights: transcripts are not meaningful"

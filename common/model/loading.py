@@ -16,7 +16,7 @@ from typing import Optional
 
 from . import random_models
 from .demo_model import DEMO_NAME, DEMO_NOTE, DEMO_PATH
-from .errors import SetupError
+from ..errors import SetupError
 from .nemo_archive import ModelError, check_extracted_dir, check_nemo_archive
 
 PRETRAINED_NAME = "nvidia/parakeet-tdt-0.6b-v2"

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .files import publish, write_text_atomic
+from ..files import publish, write_text_atomic
 from .formats import SUBTITLE_RENDERERS, render_json, render_text
-from .models import LoadedModel, ModelSource
-from .transcriber import FileResult
+from ..model.loading import LoadedModel, ModelSource
+from ..engine.transcriber import FileResult
 
 
 def model_summary(source: ModelSource, loaded: Optional[LoadedModel]) -> dict:

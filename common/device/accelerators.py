@@ -20,7 +20,7 @@ import resource
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import SetupError
+from ..errors import SetupError
 
 DEVICE_CHOICES = "auto, cpu, npu, npu:N, cuda, cuda:N"
 CANN_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .errors import SetupError
+from ..errors import SetupError
 
 DTYPES = ("fp32", "bf16", "fp16")
 

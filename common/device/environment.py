@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 
-from .device import cpu_name, device_name
+from .accelerators import cpu_name, device_name
 
 
 def package_version(name: str):

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .accuracy import AccuracyOptions, accuracy_check
-from .checks import checks_document, run_checks
-from .device import resolve_device
-from .inputs import collect_inputs
-from .models import ModelPool, resolve_model_source
-from .perf import PerfOptions, PerfSweep, load_signals, run_perf
+from ..measure.accuracy import AccuracyOptions, accuracy_check
+from ..checks.environment import checks_document, run_checks
+from ..device.accelerators import resolve_device
+from ..inputs.sources import collect_inputs
+from ..model.loading import ModelPool, resolve_model_source
+from ..measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
 
 REFERENCE_DEVICE = "cpu"
 

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import random_models
-from .device import cuda_device_count, npu_inventory, parse_device_spec, probe_npu
-from .environment import package_version
-from .errors import ToolkitError
-from .models import ModelSource, resolve_model_source
-from .nemo_archive import read_nemo_config
+from ..model import random_models
+from ..device.accelerators import cuda_device_count, npu_inventory, parse_device_spec, probe_npu
+from ..device.environment import package_version
+from ..errors import ToolkitError
+from ..model.loading import ModelSource, resolve_model_source
+from ..model.nemo_archive import read_nemo_config
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 ASCEND_ROOT = Path("/usr/local/Ascend")
@@ -169,8 +169,8 @@ def _local_model_checks(source: ModelSource) -> tuple[list[Check], Optional[int]
 def audio_checks(paths: list[str]) -> list[Check]:
     import soundfile
 
-    from .audio import SAMPLE_RATE, check_audio_header
-    from .inputs import collect_inputs
+    from ..inputs.audio import SAMPLE_RATE, check_audio_header
+    from ..inputs.sources import collect_inputs
 
     checks = []
     for item in collect_inputs(paths):

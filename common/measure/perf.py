@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from .audio import duration_seconds, load_audio
-from .device import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
-from .environment import collect_environment
-from .errors import InputError
-from .inputs import collect_inputs
-from .models import LoadedModel, ModelPool, ModelSource, configure_decoding
-from .timing import latency_stats, rtfx, timed
-from .transcriber import TranscribeOptions, transcribe_signals
-from .transcriber import plan_batches as plan_transcribe_batches
+from ..inputs.audio import duration_seconds, load_audio
+from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
+from ..device.environment import collect_environment
+from ..errors import InputError
+from ..inputs.sources import collect_inputs
+from ..model.loading import LoadedModel, ModelPool, ModelSource, configure_decoding
+from ..device.clocks import latency_stats, rtfx, timed
+from ..engine.transcriber import TranscribeOptions, transcribe_signals
+from ..engine.transcriber import plan_batches as plan_transcribe_batches
 
 STAGE_NAMES = ("features", "encoder", "decoding")
 
@@ -152,7 +152,7 @@ def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config
         "texts": texts,
     })
     if options.check_engines:
-        other = PerfConfig(config.device, config.dtype, "direct" if config.engine == "nemo" else "nemo",
+        other = PerfConfig(config.device, config.dtype, "batched" if config.engine == "nemo" else "nemo",
                            config.batch_size)
         other_texts = run_pass(loaded, signals, batches, other)[1]
         result["engine_check"] = {"engines": [config.engine, other.engine], "identical": other_texts == texts,

@@ -109,9 +109,9 @@ def perf_table(document: dict) -> str:
     for ratio in document["ratios"]:
         lines.append(f"ratio {ratio['other']} / {ratio['base']} ({ratio['dtype']}, {ratio['engine']}, batch "
                      f"{ratio['batch_size']}): median latency x{ratio['latency_ratio']:.2f}")
-    lines.append("nemo engine: 'other' = NeMo's dataloader + TDT decoding; direct engine: 'other' = padding and copies")
+    lines.append("nemo engine: 'other' = NeMo's dataloader + TDT decoding; batched engine: 'other' = padding and copies")
     if not document["engines_identical"]:
-        lines.append("FAIL: the nemo and direct engines gave different transcripts (see engine_check in the JSON)")
+        lines.append("FAIL: the nemo and batched engines gave different transcripts (see engine_check in the JSON)")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from .errors import SetupError
+from ..errors import SetupError
 
 CONFIG_NAME = "model_config.yaml"
 WEIGHTS_NAME = "model_weights.ckpt"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Optional
 
 from . import counters
-from .device import synchronize
+from .accelerators import synchronize
 
 
 @contextmanager

@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from .audio import duration_seconds, load_audio
+from ..inputs.audio import duration_seconds, load_audio
 from .compare import (NORMALIZER, aligned_word_offsets, corpus_error_rates, error_rates, normalize_english,
                       summarize_drift, word_differences)
-from .device import DeviceChoice, device_name, prepare_device
-from .environment import collect_environment
-from .errors import ToolkitError
-from .inputs import AudioInput
-from .models import LoadedModel, ModelPool, ModelSource
-from .timing import rtfx, timed
-from .transcriber import TranscribeOptions, transcribe_signals
+from ..device.accelerators import DeviceChoice, device_name, prepare_device
+from ..device.environment import collect_environment
+from ..errors import ToolkitError
+from ..inputs.sources import AudioInput
+from ..model.loading import LoadedModel, ModelPool, ModelSource
+from ..device.clocks import rtfx, timed
+from ..engine.transcriber import TranscribeOptions, transcribe_signals
 
 
 @dataclass(frozen=True)
