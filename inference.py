@@ -48,6 +48,7 @@ def build_parser():
     parser.add_argument("--output-dir", metavar="DIR", default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
+    cli.add_resume_argument(parser)
     return parser
 
 
@@ -66,10 +67,10 @@ def check_options(args, output_format: str, n_inputs: int) -> None:
 
 
 def transcribe_command(args) -> int:
-    from common.job.inference import InferenceJob, JobSettings, timestamp_kinds
-    from common.inputs.sources import collect_inputs
-    from common.model.loading import default_model_spec, resolve_model_source
     from common.engine.transcriber import TranscribeOptions
+    from common.inputs.sources import collect_inputs
+    from common.job.inference import InferenceJob, JobSettings, OutputPlan, run_inference, timestamp_kinds
+    from common.model.loading import default_model_spec, resolve_model_source
 
     output_format = "json" if args.json else args.output_format
     items = collect_inputs(cli.input_paths(args))
@@ -79,43 +80,19 @@ def transcribe_command(args) -> int:
     device = cli.select_device(args.device, announce=not quiet_stderr)
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     batched = args.engine == "batched"
-    kinds = timestamp_kinds(args.timestamps, output_format)
-    options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=kinds, dtype=args.dtype,
-                                engine=args.engine,
+    options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
+                                dtype=args.dtype, engine=args.engine,
                                 batch_seconds=args.batch_seconds if batched else None,
                                 long_audio_seconds=args.long_audio_seconds, debug=args.debug)
-    settings = JobSettings(options, args.engine, args.loader, decoder_device, quiet=not args.debug,
+    settings = JobSettings(options, args.loader, decoder_device, quiet=not args.debug,
                            progress=cli.show_progress(quiet_stderr) and len(items) > 1)
-    job = InferenceJob(source, items, device, settings, say=cli.say if not args.json else (lambda _: None))
-    if output_format == "jsonl":
-        return stream_jsonl(job, args.output)
-    return write_document(job, output_format, args)
-
-
-def write_document(job, output_format: str, args) -> int:
-    from common.outputs.documents import inference_document, write_outputs
-
-    results = [result for _, result in sorted(job.results(), key=lambda pair: pair[0])]
-    for result in results:
-        if not result.ok:
-            cli.say(f"error: {result.error}")
-    document = inference_document(results, job.source, job.loaded, job.device_info)
-    write_outputs(document, results, output_format, args.output, args.output_dir)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def stream_jsonl(job, output) -> int:
-    """One JSON line per file as soon as its batch is done (completion order, with its index)."""
-    from common.outputs.documents import JsonlWriter
-
-    failed = 0
-    with JsonlWriter(output) as writer:
-        for index, result in job.results():
-            writer.write({"index": index, **result.to_dict(), "device": job.choice.device, "model": job.source.spec})
-            if not result.ok:
-                failed += 1
-                cli.say(f"error: {result.error}")
-    return 0 if failed == 0 else 1
+    job = InferenceJob(source, items, device, settings, say=cli.say)
+    plan = OutputPlan(output_format, args.output, args.output_dir, args.resume, args.command_line)
+    records = run_inference(job, plan)
+    failed = sum(not r.ok for r in records)
+    if failed and len(records) > 1:
+        cli.say(f"{failed} of {len(records)} input(s) failed")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

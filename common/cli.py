@@ -4,11 +4,12 @@ and turning errors into one line on stderr plus an exit code."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from typing import Callable
 
-from .errors import SetupError, ToolkitError
+from .errors import SetupError, Terminated, ToolkitError
 
 MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidia/parakeet-tdt-0.6b-v2, "
               "needs the Hugging Face hub), demo (a small model shipped in demo/, trained on synthetic speech, "
@@ -70,6 +71,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show tracebacks and library logs instead of one-line errors")
 
 
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: keep the records already in the results stream "
+                             "beside --output (or in --output-dir) and run only the rest")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:
     """Parse `argv` (default: sys.argv[1:]) and remember the command line for results files."""
     import os
@@ -112,19 +119,26 @@ def select_device(spec: str, announce: bool = True):
 def run(body: Callable[[], int], debug: bool = False) -> int:
     """Run a script body: a ToolkitError becomes one line and its exit code, anything else one
     line and exit 1; tracebacks only with --debug."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return body()
     except ToolkitError as error:
         if debug:
             traceback.print_exc()
-        say("error: " + "; ".join(line.strip() for line in str(error).splitlines() if line.strip()))
+        say(f"{error.label}: " + "; ".join(line.strip() for line in str(error).splitlines() if line.strip()))
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         say("interrupted")
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
     except Exception as error:  # the last line of defence: never a bare traceback for a user
         if debug:
             traceback.print_exc()
         first_line = str(error).splitlines()[0] if str(error) else ""
         say(f"error: {type(error).__name__}: {first_line} (run with --debug for the traceback)")
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()

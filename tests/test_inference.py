@@ -99,7 +99,7 @@ def test_folder_and_manifest_inputs(capsys, tiny_nemo, speech_dir, clips, tmp_pa
     assert code == 0
     paths = [r["path"] for r in doc["results"]]
     assert paths == clips + [str(speech_dir / "clip1.wav"), str(tmp_path / "relative.wav")]
-    assert doc["results"][4]["reference_text"] == "truth"
+    assert doc["results"][4]["truth"] == "truth"
     assert doc["results"][4]["text"] == doc["results"][1]["text"]
     assert doc["results"][5]["text"] == doc["results"][3]["text"]
     assert doc["summary"] == {"files": 6, "ok": 6, "failed": 0,

@@ -8,7 +8,7 @@ that makes its batch fail, becomes an error for that file only.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
 from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
@@ -17,10 +17,8 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
 from .precision import autocast
+from .records import FileRecord, Timestamp, Transcript
 from ..device.clocks import module_timer
-
-TIMESTAMP_KINDS = ("word", "segment", "char")
-
 
 ENGINES = ("nemo", "batched")
 
@@ -34,34 +32,6 @@ class TranscribeOptions:
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: Optional[float] = None  # above this, local attention (None: never)
     debug: bool = False  # re-raise model failures instead of recording them per file
-
-
-@dataclass
-class Transcript:
-    text: str
-    timestamps: Optional[dict] = None
-    attention: Optional[str] = None  # set when long audio switched the encoder to local attention
-
-
-@dataclass
-class FileResult:
-    path: str
-    duration: Optional[float] = None
-    text: Optional[str] = None
-    timestamps: Optional[dict] = None
-    error: Optional[str] = None
-    reference_text: Optional[str] = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        extra = data.pop("extra")
-        data.update(extra)
-        return {key: value for key, value in data.items() if value is not None or key in ("text", "error")}
 
 
 def plan_batches(durations: list[float], max_files: int, max_seconds: Optional[float],
@@ -85,9 +55,9 @@ def plan_batches(durations: list[float], max_files: int, max_seconds: Optional[f
 
 
 def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options: TranscribeOptions,
-                      progress: bool = False) -> Iterator[tuple[int, FileResult]]:
-    """Yield (input index, FileResult) for every input, batch by batch as each finishes (with a
-    seconds budget that is not input order; sort by index for it)."""
+                      progress: bool = False) -> Iterator[list[tuple[int, FileRecord]]]:
+    """For each batch as it finishes, its (input index, FileRecord) pairs (with a seconds budget
+    batches are not in input order; sort by index for it)."""
     from tqdm import tqdm
 
     items = list(items)
@@ -95,7 +65,7 @@ def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options:
     with tqdm(total=len(items), unit="file", disable=not progress, leave=False) as bar:
         for batch in plan_batches(durations, max(1, options.batch_size), options.batch_seconds,
                                   options.long_audio_seconds):
-            yield from zip(batch, _transcribe_chunk(loaded, [items[i] for i in batch], options))
+            yield list(zip(batch, _transcribe_chunk(loaded, [items[i] for i in batch], options)))
             bar.update(len(batch))
 
 
@@ -113,10 +83,10 @@ def planning_duration(item: AudioInput) -> float:
         return 0.0
 
 
-def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: TranscribeOptions) -> list[FileResult]:
+def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: TranscribeOptions) -> list[FileRecord]:
     results, signals = [], []
     for item in chunk:
-        result = FileResult(item.path, duration=item.duration, reference_text=item.text, error=item.error)
+        result = FileRecord(item.path, duration=item.duration, truth=item.text, error=item.error)
         if result.ok:
             try:
                 signal = load_audio(item.path)
@@ -145,8 +115,7 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
         return
     for (result, _), transcript in zip(signals, transcripts):
         result.text, result.timestamps = transcript.text, transcript.timestamps
-        if transcript.attention:
-            result.extra["attention"] = transcript.attention
+        result.attention = transcript.attention
 
 
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
@@ -204,14 +173,9 @@ def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: flo
     out = {}
     for kind in kinds:
         entries = raw.get(kind) if isinstance(raw, dict) else None
-        out[kind] = [
-            {
-                kind: _entry_text(entry, kind),
-                "start": round(entry["start_offset"] * frame_seconds, 3),
-                "end": round(entry["end_offset"] * frame_seconds, 3),
-            }
-            for entry in entries or []
-        ]
+        out[kind] = [Timestamp(_entry_text(entry, kind), round(entry["start_offset"] * frame_seconds, 3),
+                               round(entry["end_offset"] * frame_seconds, 3))
+                     for entry in entries or []]
     return out
 
 

@@ -1,18 +1,30 @@
-"""A transcription job as inference.py runs it: inputs checked cheaply, the device chosen and
-announced, the model loaded once (not at all when no input is usable), results yielded batch by
-batch as they finish."""
+"""The transcription pipeline: plan -> run batches -> records stream -> finish.
+
+Inputs are checked cheaply and the output paths validated before anything heavy; the model is
+loaded once, and not at all when no input is left to run. Each batch's records go to the
+results stream (fsynced) as soon as the batch finishes, so an interrupted run keeps them and
+`--resume` skips them; the requested output is built from all records and published atomically
+at the end. A failed or interrupted run never replaces an existing output.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-from ..inputs.audio import check_audio_header
 from ..device.accelerators import DeviceChoice, device_name, prepare_device
-from ..errors import ToolkitError
+from ..engine.records import TIMESTAMP_KINDS, FileRecord
+from ..engine.transcriber import TranscribeOptions, transcribe_inputs
+from ..errors import RunStopped, Terminated, ToolkitError
+from ..inputs.audio import check_audio_header
 from ..inputs.sources import AudioInput
-from ..model.loading import LoadedModel, ModelSource, describe, load_model
-from ..engine.transcriber import TIMESTAMP_KINDS, FileResult, TranscribeOptions, transcribe_inputs
+from ..model.loading import LoadedModel, ModelSource, describe, load_model, model_identity
+from ..outputs.documents import inference_document, model_summary, record_entry, write_outputs
+from ..outputs.paths import check_outputs
+from ..outputs.stream import RecordStream, input_key, stream_path_for
 
 
 def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
@@ -26,34 +38,61 @@ def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class JobSettings:
     options: TranscribeOptions
-    engine_name: str  # as the user named it: batched | nemo
     loader: str = "fast"
     decoder_device: Optional[str] = None
     quiet: bool = True
     progress: bool = False
 
 
+@dataclass(frozen=True)
+class OutputPlan:
+    """What the run writes, and how it continues an earlier one."""
+
+    format: str = "json"
+    output: Optional[str] = None  # None: stdout
+    output_dir: Optional[str] = None
+    resume: bool = False
+    command_line: str = ""  # for the resume hint
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 class InferenceJob:
     def __init__(self, source: ModelSource, items: list[AudioInput], device: DeviceChoice, settings: JobSettings,
-                 say: Callable[[str], None] = lambda _: None):
+                 say: Callable[[str], None] = _quiet):
         self.source, self.items, self.choice, self.settings, self.say = source, items, device, settings, say
         self.loaded: Optional[LoadedModel] = None
         self.device_info = {"device": device.device, "reason": device.reason}
 
-    def results(self) -> Iterator[tuple[int, FileResult]]:
-        """(input index, result) for every input, in the order batches finish."""
-        for item in self.items:
+    def fingerprint(self) -> dict:
+        """The settings that change results: a resumed run must match them."""
+        options = self.settings.options
+        return {"model": model_identity(self.source), "device": self.choice.device, "dtype": options.dtype,
+                "engine": options.engine, "timestamps": list(options.timestamp_kinds),
+                "long_audio_seconds": options.long_audio_seconds}
+
+    def batches(self, indices: list[int]) -> Iterator[list[tuple[int, FileRecord]]]:
+        """Records of the inputs at `indices`, batch by batch as each finishes."""
+        items = [self.items[i] for i in indices]
+        for item in items:
             if item.error is None:
                 try:
                     check_audio_header(item.path)
                 except ToolkitError as error:
                     item.error = str(error)
-        if all(item.error for item in self.items):
-            for index, item in enumerate(self.items):
-                yield index, FileResult(item.path, error=item.error, reference_text=item.text)
+        runnable = [i for i, item in zip(indices, items) if item.error is None]
+        failed = [(i, FileRecord(item.path, error=item.error, truth=item.text))
+                  for i, item in zip(indices, items) if item.error is not None]
+        if failed:
+            yield failed
+        if not runnable:
             return
         self._load()
-        yield from transcribe_inputs(self.loaded, self.items, self.settings.options, progress=self.settings.progress)
+        for batch in transcribe_inputs(self.loaded, [self.items[i] for i in runnable], self.settings.options,
+                                       progress=self.settings.progress):
+            yield [(runnable[position], record) for position, record in batch]
 
     def _load(self) -> None:
         settings, device = self.settings, self.choice.device
@@ -66,5 +105,84 @@ class InferenceJob:
         if "failed" in self.loaded.info["loader"]:
             self.say(f"warning: loaded with {self.loaded.info['loader']}")
         self.device_info.update({"name": device_name(device), "dtype": settings.options.dtype,
-                                 "engine": settings.engine_name,
+                                 "engine": settings.options.engine,
                                  "decoder_device": settings.decoder_device or device})
+
+
+def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
+    """Run the job to its published output; returns every input's record in input order."""
+    paths = [item.path for item in job.items]
+    check_outputs(plan.output, plan.output_dir, [p for p in paths if os.path.exists(p)],
+                  "txt" if plan.format == "text" else plan.format)
+    stream_path = stream_path_for(plan.output, plan.output_dir)
+    stream = RecordStream(stream_path, job.fingerprint(), plan.resume,
+                          "add --resume to continue it") if stream_path else None
+    keys = [input_key(item.path) if item.error is None else None for item in job.items]
+    records = _finished_records(job.items, keys, stream)
+    if stream and stream.done:
+        job.say(f"resuming: {sum(r is not None for r in records)} of {len(records)} input(s) already done "
+                f"({stream.path})")
+    try:
+        for batch in job.batches([i for i, record in enumerate(records) if record is None]):
+            for index, record in batch:
+                records[index] = record
+            if stream:
+                stream.append((keys[i], record.to_dict()) for i, record in batch)
+            _report_batch(job, plan, batch)
+    except BaseException as error:
+        _stop(job, plan, stream, error)
+    return _finish(job, plan, records, stream)
+
+
+def _finished_records(items: list[AudioInput], keys: list, stream: Optional[RecordStream]) -> list:
+    """Records an earlier run finished (successfully) for these inputs; None where work remains."""
+    done = stream.done if stream else {}
+    records: list[Optional[FileRecord]] = []
+    for item, key in zip(items, keys):
+        entry = done.get(key) if key else None
+        if entry is not None and entry.get("error") is None:
+            records.append(FileRecord.from_dict({**entry, "path": item.path}))
+        else:
+            records.append(None)
+    return records
+
+
+def _report_batch(job: InferenceJob, plan: OutputPlan, batch: list[tuple[int, FileRecord]]) -> None:
+    """Error lines on stderr; with jsonl on stdout, each record as soon as its batch is done."""
+    for index, record in batch:
+        if not record.ok:
+            job.say(f"error: {record.error}")
+        if plan.format == "jsonl" and plan.output is None:
+            entry = {"index": index, **record_entry(record, job.choice.device, job.source.spec)}
+            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+
+
+def _stop(job: InferenceJob, plan: OutputPlan, stream: Optional[RecordStream], error: BaseException):
+    """Keep what finished, say where and how to resume, and end the run."""
+    if stream is None:
+        raise error
+    stream.close()
+    kept = f"{stream.kept} finished record(s) kept in {stream.path}"
+    resume = f"python {plan.command_line}" + ("" if plan.resume else " --resume")
+    if isinstance(error, KeyboardInterrupt):
+        code = 143 if isinstance(error, Terminated) else 130
+        raise RunStopped(f"{kept}; resume with: {resume}", code) from None
+    job.say(f"note: {kept}; after fixing the error, resume with: {resume}")
+    raise error
+
+
+def _finish(job: InferenceJob, plan: OutputPlan, records: list[FileRecord],
+            stream: Optional[RecordStream]) -> list[FileRecord]:
+    document = inference_document(records, model_summary(job.source, job.loaded), job.device_info)
+    every_one_failed = not any(r.ok for r in records)
+    if every_one_failed and plan.output and os.path.exists(plan.output):
+        job.say(f"note: every input failed; {plan.output} was left as it was")
+    elif not (plan.format == "jsonl" and plan.output is None):
+        write_outputs(document, records, plan.format, plan.output, plan.output_dir)
+    if stream and all(r.ok for r in records):
+        stream.remove()
+    elif stream:
+        stream.close()
+        job.say(f"note: records kept in {stream.path}; --resume retries only the failed input(s)")
+    return records

@@ -206,6 +206,15 @@ def describe(source: ModelSource) -> str:
     return source.spec + (f" ({source.note})" if source.note else "")
 
 
+def model_identity(source: ModelSource) -> str:
+    """The model as results depend on it: its spec, and for a file its resolved path, size and
+    mtime (a re-exported .nemo under the same name is another model)."""
+    if source.path is None or not os.path.exists(source.path):
+        return source.spec
+    stat = os.stat(source.path)
+    return f"{source.spec} ({os.path.realpath(source.path)}, {stat.st_size} bytes, mtime {stat.st_mtime_ns})"
+
+
 class ModelPool:
     """Loads each (model, device) once per process and hands out the same LoadedModel after."""
 

@@ -1,16 +1,18 @@
-"""Assembling and writing the results of a transcription run (stdout, a file, or a folder)."""
+"""Assembling and publishing the results of a transcription run (stdout, a file, or a folder
+with one file per input). Files are published atomically, once the run has finished."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from pathlib import Path
 from typing import Optional
 
-from ..files import publish, write_text_atomic
-from .formats import SUBTITLE_RENDERERS, render_json, render_text
+from ..engine.records import FileRecord
+from ..files import write_text_atomic
 from ..model.loading import LoadedModel, ModelSource
-from ..engine.transcriber import FileResult
+from .formats import SUBTITLE_RENDERERS, render_json, render_text
+from .paths import per_input_names
 
 
 def model_summary(source: ModelSource, loaded: Optional[LoadedModel]) -> dict:
@@ -21,89 +23,57 @@ def model_summary(source: ModelSource, loaded: Optional[LoadedModel]) -> dict:
     return {key: value for key, value in summary.items() if value is not None}
 
 
-def inference_document(results: list[FileResult], source: ModelSource, loaded: Optional[LoadedModel],
-                       device: dict) -> dict:
-    """The JSON document of a run: model, device, and per file path/duration/text/timestamps/
-    device/model/error."""
-    files = []
-    for result in results:
-        entry = result.to_dict()
-        entry["device"] = device["device"]
-        entry["model"] = source.spec
-        files.append(entry)
-    ok = [r for r in results if r.ok]
+def record_entry(record: FileRecord, device: str, model_spec: str) -> dict:
+    """A file's record as it appears in every output (JSON, JSONL, the results stream)."""
+    return {**record.to_dict(), "device": device, "model": model_spec}
+
+
+def inference_document(records: list[FileRecord], model: dict, device: dict) -> dict:
+    """The JSON document of a run: model, device, per-file entries and a summary."""
+    ok = [r for r in records if r.ok]
     return {
-        "model": model_summary(source, loaded),
+        "model": model,
         "device": device,
-        "results": files,
+        "results": [record_entry(r, device["device"], model["spec"]) for r in records],
         "summary": {
-            "files": len(results),
+            "files": len(records),
             "ok": len(ok),
-            "failed": len(results) - len(ok),
+            "failed": len(records) - len(ok),
             "audio_seconds": round(sum(r.duration or 0.0 for r in ok), 3),
         },
     }
 
 
-def render(document: dict, results: list[FileResult], output_format: str) -> str:
+def render(document: dict, records: list[FileRecord], output_format: str) -> str:
     if output_format == "json":
         return render_json(document)
+    if output_format == "jsonl":
+        return "".join(json.dumps({"index": index, **entry}, ensure_ascii=False) + "\n"
+                       for index, entry in enumerate(document["results"]))
     if output_format == "text":
-        return render_text(results)
+        return render_text(records)
     renderer = SUBTITLE_RENDERERS[output_format]
-    return "".join(renderer(r) for r in results if r.ok)
+    return "".join(renderer(r) for r in records if r.ok)
 
 
-def write_outputs(document: dict, results: list[FileResult], output_format: str,
+def extension(output_format: str) -> str:
+    return "txt" if output_format == "text" else output_format
+
+
+def write_outputs(document: dict, records: list[FileRecord], output_format: str,
                   output: Optional[str], output_dir: Optional[str]) -> None:
     """stdout by default; --output FILE gets the whole run; --output-dir gets a file per input."""
     if output_dir:
-        for result, entry in zip(results, document["results"]):
-            if result.ok:
+        names = per_input_names([r.path for r in records], extension(output_format))
+        for record, entry, name in zip(records, document["results"], names):
+            if record.ok:
                 single = dict(document, results=[entry])
-                name = Path(result.path).stem + "." + ("txt" if output_format == "text" else output_format)
-                write_text_atomic(os.path.join(output_dir, name), render(single, [result], output_format))
+                write_text_atomic(os.path.join(output_dir, name), render(single, [record], output_format))
         if output is None:
             return
-    text = render(document, results, output_format)
+    text = render(document, records, output_format)
     if output:
         write_text_atomic(output, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-class JsonlWriter:
-    """JSON lines to stdout as they come (flushed), or to a file published atomically at the end."""
-
-    def __init__(self, path: Optional[str]):
-        self.path = path
-        self._handle = None
-        self._tmp = None
-
-    def __enter__(self):
-        if self.path:
-            import tempfile
-
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-            self._handle = os.fdopen(fd, "w", encoding="utf-8")
-        else:
-            self._handle = sys.stdout
-        return self
-
-    def write(self, record: dict) -> None:
-        import json
-
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-
-    def __exit__(self, exc_type, *_):
-        if self._tmp is None:
-            return
-        self._handle.close()
-        if exc_type is None:
-            publish(self._tmp, self.path)
-        elif os.path.exists(self._tmp):
-            os.unlink(self._tmp)

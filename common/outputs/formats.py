@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..engine.transcriber import FileResult
-
-OUTPUT_FORMATS = ("text", "json", "srt", "vtt")
+from ..engine.records import FileRecord
 
 
-def render_text(results: list[FileResult]) -> str:
+def render_text(results: list[FileRecord]) -> str:
     """One file: its transcript. Several: 'path: transcript' lines. Failed files are left out
     (their errors go to stderr)."""
     ok = [r for r in results if r.ok]
@@ -22,12 +20,12 @@ def render_json(document: dict) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _cues(result: FileResult) -> list[dict]:
+def _cues(result: FileRecord) -> list[dict]:
     """Subtitle cues: segments if there are any, else words, else the whole text."""
     stamps = result.timestamps or {}
     for kind in ("segment", "word"):
         if stamps.get(kind):
-            return [{"text": e[kind], "start": e["start"], "end": e["end"]} for e in stamps[kind]]
+            return [{"text": e.text, "start": e.start, "end": e.end} for e in stamps[kind]]
     if result.text:
         return [{"text": result.text, "start": 0.0, "end": result.duration or 0.0}]
     return []
@@ -41,7 +39,7 @@ def _clock(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
 
 
-def render_srt(result: FileResult) -> str:
+def render_srt(result: FileRecord) -> str:
     blocks = [
         f"{n}\n{_clock(c['start'], ',')} --> {_clock(c['end'], ',')}\n{c['text']}\n"
         for n, c in enumerate(_cues(result), start=1)
@@ -49,7 +47,7 @@ def render_srt(result: FileResult) -> str:
     return "\n".join(blocks)
 
 
-def render_vtt(result: FileResult) -> str:
+def render_vtt(result: FileRecord) -> str:
     blocks = [f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{c['text']}\n" for c in _cues(result)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
