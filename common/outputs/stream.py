@@ -107,15 +107,15 @@ class RecordStream:
         """Write one batch's (key, record) pairs and force them to disk."""
         lines = [{"key": key, "record": record} for key, record in entries if key is not None]
         if lines:
-            self._write_lines(lines)
-            self.written += len(lines)
+            self._write_lines(lines, records=len(lines))
 
-    def _write_lines(self, objects: list[dict]) -> None:
+    def _write_lines(self, objects: list[dict], records: int = 0) -> None:
         text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
-        with _signals_held():
+        with _signals_held():  # a signal held here is raised as the block ends: count first
             self._handle.write(text)
             self._handle.flush()
             os.fsync(self._handle.fileno())
+            self.written += records
 
     @property
     def kept(self) -> int:
