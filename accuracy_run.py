@@ -34,16 +34,21 @@ def build_parser():
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
     cli.add_threshold_arguments(parser)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per device before timing")
+    parser.add_argument("--reference-results", metavar="FILE", default=None,
+                        help="reuse the reference transcripts of an earlier accuracy_run.py --output FILE (or an "
+                             "inference.py JSON/JSONL made on the reference device with --timestamps word) "
+                             "instead of computing them again")
     cli.add_output_arguments(parser)
+    cli.add_resume_argument(parser)
     return parser
 
 
 def accuracy_command(args) -> int:
     from common.errors import SetupError
     from common.files import write_json_atomic
-    from common.outputs.formats import render_json
     from common.inputs.sources import collect_inputs
     from common.model.loading import ModelPool, default_model_spec, resolve_model_source
+    from common.outputs.formats import render_json
     from common.report.tables import accuracy_table
 
     items = collect_inputs(cli.input_paths(args))
@@ -54,18 +59,19 @@ def accuracy_command(args) -> int:
     target_source = resolve_model_source(args.model or default_model_spec())
     reference_source = resolve_model_source(args.reference_model) if args.reference_model else target_source
     pool = ModelPool(timestamps=True, quiet=not args.debug, loader=args.loader)
-    document = run_accuracy_check(args, items, target_source, reference_source, pool)
-    if args.output:
-        write_json_atomic(args.output, document)
-    if args.json:
-        sys.stdout.write(render_json(document))
-    else:
-        sys.stdout.write(accuracy_table(document))
+
+    def publish(document: dict) -> None:
+        if args.output:
+            write_json_atomic(args.output, document)
+
+    document = run_accuracy_check(args, items, target_source, reference_source, pool, publish)
+    sys.stdout.write(render_json(document) if args.json else accuracy_table(document))
     return 0 if document["accuracy"]["verdict"]["passed"] else 1
 
 
-def run_accuracy_check(args, items, target_source, reference_source, pool) -> dict:
-    from common.measure.accuracy import AccuracyOptions, accuracy_check
+def run_accuracy_check(args, items, target_source, reference_source, pool, publish) -> dict:
+    from common.job.accuracy import AccuracyRun, accuracy_check
+    from common.measure.accuracy import AccuracyOptions
     from common.model.loading import describe
 
     target = cli.select_device(args.device, announce=not args.json)
@@ -74,8 +80,10 @@ def run_accuracy_check(args, items, target_source, reference_source, pool) -> di
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug)
-    return accuracy_check(target, reference, target_source, reference_source, pool, items, options,
-                          args.command_line, args.reference_text, progress=cli.show_progress(args.json))
+    run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
+                      command_line=args.command_line, truth_text=args.reference_text,
+                      progress=cli.show_progress(args.json), say=cli.say)
+    return accuracy_check(target, reference, target_source, reference_source, pool, items, options, run, publish)
 
 
 def main(argv: list[str] | None = None) -> int:

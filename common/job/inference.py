@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional
 from ..device.accelerators import DeviceChoice, device_name, prepare_device
 from ..engine.records import TIMESTAMP_KINDS, FileRecord
 from ..engine.transcriber import TranscribeOptions, transcribe_inputs
-from ..errors import RunStopped, Terminated, ToolkitError
+from ..errors import ToolkitError
 from ..inputs.audio import check_audio_header
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel, ModelSource, describe, load_model, model_identity
@@ -130,7 +130,9 @@ def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
                 stream.append((keys[i], record.to_dict()) for i, record in batch)
             _report_batch(job, plan, batch)
     except BaseException as error:
-        _stop(job, plan, stream, error)
+        if stream is None:
+            raise
+        stream.stop(error, plan.command_line, job.say)
     return _finish(job, plan, records, stream)
 
 
@@ -156,20 +158,6 @@ def _report_batch(job: InferenceJob, plan: OutputPlan, batch: list[tuple[int, Fi
             entry = {"index": index, **record_entry(record, job.choice.device, job.source.spec)}
             sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
             sys.stdout.flush()
-
-
-def _stop(job: InferenceJob, plan: OutputPlan, stream: Optional[RecordStream], error: BaseException):
-    """Keep what finished, say where and how to resume, and end the run."""
-    if stream is None:
-        raise error
-    stream.close()
-    kept = f"{stream.kept} finished record(s) kept in {stream.path}"
-    resume = f"python {plan.command_line}" + ("" if plan.resume else " --resume")
-    if isinstance(error, KeyboardInterrupt):
-        code = 143 if isinstance(error, Terminated) else 130
-        raise RunStopped(f"{kept}; resume with: {resume}", code) from None
-    job.say(f"note: {kept}; after fixing the error, resume with: {resume}")
-    raise error
 
 
 def _finish(job: InferenceJob, plan: OutputPlan, records: list[FileRecord],

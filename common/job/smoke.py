@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..measure.accuracy import AccuracyOptions, accuracy_check
+from ..measure.accuracy import AccuracyOptions
+from .accuracy import AccuracyRun, accuracy_check
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
 from ..inputs.sources import collect_inputs
 from ..model.loading import ModelPool, resolve_model_source
-from ..measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
+from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
 
 REFERENCE_DEVICE = "cpu"
 
@@ -47,17 +48,22 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     reference = resolve_device(REFERENCE_DEVICE)
     source = resolve_model_source(options.model)
     pool = ModelPool(timestamps=True, quiet=options.quiet, loader=options.loader)
+    signals = load_signals(list(options.audio))
+    say("cold start: loading the model and timing its first call ...")
+    document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds)
     say("accuracy: comparing the device with the CPU ...")
     accuracy = accuracy_check(
         target, reference, source, source, pool, collect_inputs(list(options.audio)),
         AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
-                        max_wer=options.max_wer, debug=options.debug), command_line)
+                        max_wer=options.max_wer, debug=options.debug), AccuracyRun(command_line=command_line))
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")
     devices = list({c.device: c for c in (target, reference)}.values())
-    perf = run_perf(devices, source, pool, load_signals(list(options.audio)), PerfSweep(dtypes=(options.dtype,)),
+    perf = run_perf(devices, source, pool, signals, PerfSweep(dtypes=(options.dtype,)),
                     PerfOptions(warmup=options.warmup, runs=options.runs), import_seconds, command_line)
+    for device, cold in perf["cold_start"].items():  # perf's "first call" ran on a model accuracy had warmed
+        cold["first_call_seconds"] = document["cold_start"]["first_call_seconds"] if device == target.device else None
     document["perf"] = perf
     document["stages"]["perf"] = "passed" if perf["ok"] else "failed"
     document["model_loads"] = [{"model": spec, "device": device} for spec, device in pool.loads]

@@ -4,18 +4,16 @@ chosen precision) and on the reference device (fp32), compared file by file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Optional
 
-from ..inputs.audio import duration_seconds, load_audio
-from .compare import (NORMALIZER, aligned_word_offsets, corpus_error_rates, error_rates, normalize_english,
-                      summarize_drift, word_differences)
-from ..device.accelerators import DeviceChoice, device_name, prepare_device
-from ..device.environment import collect_environment
-from ..errors import ToolkitError
-from ..inputs.sources import AudioInput
-from ..model.loading import LoadedModel, ModelPool, ModelSource
 from ..device.clocks import rtfx, timed
 from ..engine.transcriber import TranscribeOptions, transcribe_signals
+from ..errors import ToolkitError
+from ..inputs.audio import duration_seconds, load_audio
+from ..inputs.sources import AudioInput
+from ..model.loading import LoadedModel
+from .compare import (aligned_word_offsets, corpus_error_rates, error_rates, normalize_english, summarize_drift,
+                      timestamp_drift, word_differences)
 
 
 @dataclass(frozen=True)
@@ -35,35 +33,46 @@ def _timed_transcript(loaded: LoadedModel, signal, dtype: str) -> tuple:
     return transcript, sink["seconds"]
 
 
-def _side(transcript, seconds: float, duration: float) -> dict:
-    return {"text": transcript.text, "latency": round(seconds, 4), "rtfx": round(rtfx(duration, seconds), 3)}
+def transcribe_side(loaded: LoadedModel, signal, dtype: str) -> dict:
+    """One device's side of a comparison: text, word timestamps, latency and RTFx."""
+    transcript, seconds = _timed_transcript(loaded, signal, dtype)
+    duration = duration_seconds(signal)
+    return {"text": transcript.text, "words": [w.to_dict("word") for w in transcript.timestamps["word"]],
+            "latency": round(seconds, 4), "rtfx": round(rtfx(duration, seconds), 3)}
 
 
-def compare_file(target: LoadedModel, reference: LoadedModel, item: AudioInput, dtype: str,
+def compare_file(target: Callable[[object], dict], reference: Callable[[object], dict], item: AudioInput,
                  truth: Optional[str]) -> dict:
+    """The comparison entry of one input; `target` and `reference` give a side for a signal."""
     entry: dict = {"path": item.path, "duration": None, "error": item.error}
     if item.error:
         return entry
     signal = load_audio(item.path)
-    duration = duration_seconds(signal)
-    entry["duration"] = round(duration, 4)
-    ref, ref_seconds = _timed_transcript(reference, signal, "fp32")
-    dev, dev_seconds = _timed_transcript(target, signal, dtype)
+    entry["duration"] = round(duration_seconds(signal), 4)
+    ref, dev = reference(signal), target(signal)
     entry.update({
-        "reference": _side(ref, ref_seconds, duration),
-        "device": _side(dev, dev_seconds, duration),
-        "match": dev.text == ref.text,
-        **error_rates(ref.text, dev.text),
-        "differences": word_differences(ref.text, dev.text),
-        "_offsets": aligned_word_offsets(ref.timestamps["word"], dev.timestamps["word"]),
+        "reference": ref,
+        "device": dev,
+        "match": dev["text"] == ref["text"],
+        **error_rates(ref["text"], dev["text"]),
+        "differences": word_differences(ref["text"], dev["text"]),
+        "drift": timestamp_drift(ref["words"], dev["words"]),
     })
     if truth is not None:
-        entry["truth"] = {"text": truth, "reference": error_rates(normalize_english(truth), normalize_english(ref.text)),
-                          "device": error_rates(normalize_english(truth), normalize_english(dev.text))}
+        entry["truth"] = {"text": truth,
+                          "reference": error_rates(normalize_english(truth), normalize_english(ref["text"])),
+                          "device": error_rates(normalize_english(truth), normalize_english(dev["text"]))}
     return entry
 
 
-def warm_up(target: LoadedModel, reference: LoadedModel, items: list[AudioInput], options: AccuracyOptions) -> None:
+def failed_entry(item: AudioInput, error: Exception) -> dict:
+    message = str(error) if isinstance(error, ToolkitError) else \
+        f"{item.path}: transcription failed ({type(error).__name__}: {error})"
+    return {"path": item.path, "duration": None, "error": message}
+
+
+def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[AudioInput],
+            options: AccuracyOptions) -> None:
     """Untimed runs on the first readable file, so first-call costs do not land in the timings."""
     for item in items:
         if item.error:
@@ -73,40 +82,23 @@ def warm_up(target: LoadedModel, reference: LoadedModel, items: list[AudioInput]
         except ToolkitError:
             continue
         for _ in range(options.warmup):
-            _timed_transcript(reference, signal, "fp32")
+            if reference is not None:
+                _timed_transcript(reference, signal, "fp32")
             _timed_transcript(target, signal, options.dtype)
         return
 
 
-def run_accuracy(target: LoadedModel, reference: LoadedModel, items: Iterable[AudioInput],
-                 options: AccuracyOptions, reference_text: Optional[str] = None, progress: bool = False) -> dict:
-    """Per-file comparisons, the aggregate and the verdict against the thresholds."""
-    from tqdm import tqdm
-
-    items = list(items)
-    warm_up(target, reference, items, options)
-    files = []
-    for item in tqdm(items, unit="file", disable=not progress, leave=False):
-        truth = item.text if item.text is not None else reference_text
-        try:
-            files.append(compare_file(target, reference, item, options.dtype, truth))
-        except Exception as error:
-            if options.debug:
-                raise
-            message = str(error) if isinstance(error, ToolkitError) else \
-                f"{item.path}: transcription failed ({type(error).__name__}: {error})"
-            files.append({"path": item.path, "duration": None, "error": message})
+def summarize(files: list[dict], options: AccuracyOptions) -> dict:
+    """Per-file entries, the aggregate and the verdict against the thresholds."""
     aggregate = aggregate_results(files)
-    for entry in files:
-        if "_offsets" in entry:
-            entry["drift"] = summarize_drift(*entry.pop("_offsets"))
     return {"files": files, "aggregate": aggregate, "verdict": verdict(aggregate, options)}
 
 
 def aggregate_results(files: list[dict]) -> dict:
     compared = [f for f in files if not f.get("error")]
-    starts = [s for f in compared for s in f["_offsets"][0]]
-    ends = [e for f in compared for e in f["_offsets"][1]]
+    offsets = [aligned_word_offsets(f["reference"]["words"], f["device"]["words"]) for f in compared]
+    starts = [s for pair in offsets for s in pair[0]]
+    ends = [e for pair in offsets for e in pair[1]]
     aggregate = {
         "files": len(files),
         "compared": len(compared),
@@ -129,10 +121,12 @@ def aggregate_results(files: list[dict]) -> dict:
 
 
 def _timing_totals(compared: list[dict], side: str) -> dict:
-    audio = sum(f["duration"] for f in compared)
-    seconds = sum(f[side]["latency"] for f in compared)
+    """Seconds and RTFx over the files timed on this side (reused reference sides have no time)."""
+    timed_files = [f for f in compared if f[side].get("latency") is not None]
+    audio = sum(f["duration"] for f in timed_files)
+    seconds = sum(f[side]["latency"] for f in timed_files)
     return {"audio_seconds": round(audio, 3), "seconds": round(seconds, 4),
-            "rtfx": round(rtfx(audio, seconds), 3) if compared else None}
+            "rtfx": round(rtfx(audio, seconds), 3) if timed_files else None}
 
 
 def verdict(aggregate: dict, options: AccuracyOptions) -> dict:
@@ -161,26 +155,3 @@ def summary_line(result: dict) -> str:
         return (f"PASS: {facts} (thresholds: match >= {ver['thresholds']['min_match']:g}, "
                 f"WER <= {ver['thresholds']['max_wer']:g})")
     return f"FAIL: {facts}; " + "; ".join(ver["failures"])
-
-
-def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source: ModelSource,
-                   reference_source: ModelSource, pool: ModelPool, items: list[AudioInput],
-                   options: AccuracyOptions, command_line: str, reference_text: Optional[str] = None,
-                   progress: bool = False) -> dict:
-    """Prepare both devices, get both models from the pool, compare; the results document."""
-    settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
-    prepare_device(reference.device, exact_fp32=True)
-    result = run_accuracy(pool.get(target_source, target.device), pool.get(reference_source, reference.device),
-                          items, options, reference_text, progress)
-    return {
-        "environment": collect_environment([target.device, reference.device], command_line),
-        "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
-        "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind},
-        "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
-                   "settings": settings, "reason": target.reason},
-        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
-        "inputs": [item.path for item in items],
-        "normalizer": NORMALIZER,
-        "accuracy": result,
-        "summary": summary_line(result),
-    }

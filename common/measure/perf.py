@@ -172,6 +172,23 @@ def cold_start(import_seconds: float, loaded: LoadedModel) -> dict:
             "to_device_seconds": round(loaded.to_device_seconds, 3)}
 
 
+def measure_cold_start(pool: ModelPool, source: ModelSource, device: str, inputs: PerfInputs, dtype: str,
+                       import_seconds: float) -> dict:
+    """Load the model and time its first transcription (the longest input), before anything else
+    has run on it: what a user waits for the first time."""
+    prepare_device(device, exact_fp32=dtype == "fp32")
+    loaded = pool.get(source, device)
+    longest = max(range(len(inputs.signals)), key=lambda i: inputs.durations[i])
+    options = TranscribeOptions(batch_size=1, dtype=dtype, engine="nemo")
+    sink: dict = {}
+    with timed(device, sink, "first_call"):
+        transcribe_signals(loaded, [inputs.signals[longest]], options)
+    return {**cold_start(import_seconds, loaded), "device": device,
+            "first_call_seconds": round(sink["first_call"], 4), "first_call_input": inputs.paths[longest],
+            "measured": "first thing after the checks, in this process: NeMo import, model load and move to "
+                        "the device, then one transcription of the longest input, before any other stage ran"}
+
+
 def device_ratios(results: list[dict]) -> list[dict]:
     """For configurations measured on several devices: median latency of each device relative to
     the first device listed (above 1: slower than the first)."""

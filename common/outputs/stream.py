@@ -13,9 +13,9 @@ import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, NoReturn, Optional
 
-from ..errors import SetupError
+from ..errors import RunStopped, SetupError, Terminated
 
 FORMAT = "parakeet-records/1"
 STREAM_SUFFIX = ".partial.jsonl"
@@ -128,3 +128,13 @@ class RecordStream:
     def remove(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+    def stop(self, error: BaseException, command_line: str, say: Callable[[str], None]) -> NoReturn:
+        """End a run early, keeping its records: say how many, where, and the resume command."""
+        self.close()
+        kept = f"{self.kept} finished record(s) kept in {self.path}"
+        resume = "python " + command_line + ("" if " --resume" in f" {command_line}" else " --resume")
+        if isinstance(error, KeyboardInterrupt):
+            raise RunStopped(f"{kept}; resume with: {resume}", 143 if isinstance(error, Terminated) else 130) from None
+        say(f"note: {kept}; after fixing the error, resume with: {resume}")
+        raise error

@@ -192,4 +192,9 @@ def smoke_markdown(document: dict) -> str:
                      f"{_mib(r['memory']['peak'])} ({r['memory']['kind']}) |")
     for ratio in perf["ratios"]:
         lines.append(f"\n{ratio['other']} median latency = {ratio['latency_ratio']:.2f} x {ratio['base']}")
+    cold = document.get("cold_start")
+    if cold:
+        lines += ["", f"Cold start on {cold['device']}: import {cold['import_seconds']:.2f} s, load "
+                      f"{cold['load_seconds']:.2f} s, first call {cold['first_call_seconds']:.3f} s "
+                      f"({_md_cell(cold['measured'])})."]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""The accuracy job: every input through the reference (fp32) and the target, compared file by
+file, each finished comparison appended to the results stream beside --output as it exists.
+An interrupted run keeps its comparisons and --resume skips them (both sides); reference
+transcripts of an earlier run can be reused (`reference_results`) instead of recomputed."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..device.accelerators import DeviceChoice, device_name, prepare_device
+from ..device.environment import collect_environment
+from ..errors import InputError, SetupError
+from ..inputs.sources import AudioInput
+from ..measure.accuracy import (AccuracyOptions, compare_file, failed_entry, summarize, summary_line,
+                                transcribe_side, warm_up)
+from ..measure.compare import NORMALIZER
+from ..model.loading import ModelPool, ModelSource, model_identity
+from ..outputs.paths import check_output_file
+from ..outputs.stream import RecordStream, input_key, stream_path_for
+
+
+@dataclass(frozen=True)
+class AccuracyRun:
+    """Where the comparisons go and what an earlier run left."""
+
+    output: Optional[str] = None  # the results JSON; its stream sits beside it
+    resume: bool = False
+    reference_results: Optional[str] = None  # reuse these reference transcripts
+    command_line: str = ""
+    truth_text: Optional[str] = None  # ground truth for a single input
+    progress: bool = False
+    say: Callable[[str], None] = lambda _: None
+
+
+def load_reference_results(path: str) -> dict[str, dict]:
+    """Reference sides by resolved audio path, from an accuracy_run.py results JSON (its
+    reference side) or an inference.py JSON/JSONL made with word timestamps on the reference."""
+    try:
+        text = open(path, encoding="utf-8").read()
+        documents = [json.loads(text)] if not path.endswith(".jsonl") else \
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SetupError(f"--reference-results {path}: not readable as JSON ({error})") from None
+    sides = {}
+    for document in documents:
+        for entry in _reference_entries(document):
+            sides[os.path.realpath(entry["path"])] = entry["side"]
+    if not sides:
+        raise SetupError(f"--reference-results {path}: holds no reference transcripts with word timestamps")
+    return sides
+
+
+def _reference_entries(document: dict):
+    if "accuracy" in document:  # accuracy_run.py results
+        for f in document["accuracy"]["files"]:
+            if not f.get("error") and "words" in f.get("reference", {}):
+                yield {"path": f["path"], "side": f["reference"]}
+        return
+    for r in document.get("results", [document]):  # inference.py JSON, or one JSONL line
+        words = (r.get("timestamps") or {}).get("word")
+        if r.get("error") is None and r.get("text") is not None and words is not None:
+            yield {"path": r["path"], "side": {"text": r["text"], "words": words, "latency": None, "rtfx": None}}
+
+
+def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source: ModelSource,
+                   reference_source: ModelSource, pool: ModelPool, items: list[AudioInput],
+                   options: AccuracyOptions, run: AccuracyRun = AccuracyRun(),
+                   publish: Callable[[dict], None] = lambda document: None) -> dict:
+    """Prepare both devices, compare every input (durably), hand the results document to
+    `publish`, then drop the stream if every input was compared."""
+    if run.output:
+        check_output_file(run.output, [i.path for i in items if os.path.exists(i.path)])
+    reused = load_reference_results(run.reference_results) if run.reference_results else {}
+    settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
+    prepare_device(reference.device, exact_fp32=True)
+    fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
+                   "device": target.device, "reference": reference.device, "dtype": options.dtype}
+    stream_path = stream_path_for(run.output)
+    stream = RecordStream(stream_path, fingerprint, run.resume, "add --resume to continue it") if stream_path else None
+    sides = _Sides(pool, target, reference, target_source, reference_source, options, reused)
+    files = _compare_all(items, sides, stream, run, options)
+    result = summarize(files, options)
+    document = {
+        "environment": collect_environment([target.device, reference.device], run.command_line),
+        "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
+        "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind,
+                            "reused_from": run.reference_results},
+        "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
+                   "settings": settings, "reason": target.reason},
+        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
+        "inputs": [item.path for item in items],
+        "normalizer": NORMALIZER,
+        "accuracy": result,
+        "summary": summary_line(result),
+    }
+    publish(document)
+    if stream and result["aggregate"]["errors"] == 0:
+        stream.remove()
+    elif stream:
+        stream.close()
+    return document
+
+
+class _Sides:
+    """The two sides of a comparison; each model is loaded only when first needed."""
+
+    def __init__(self, pool, target, reference, target_source, reference_source, options, reused):
+        self.pool, self.options, self.reused = pool, options, reused
+        self.target_key, self.reference_key = (target_source, target.device), (reference_source, reference.device)
+        self.warmed = False
+
+    def _warm(self, items: list[AudioInput]) -> None:
+        if not self.warmed:
+            reference = None if self.reused else self.pool.get(*self.reference_key)
+            warm_up(self.pool.get(*self.target_key), reference, items, self.options)
+            self.warmed = True
+
+    def target(self, signal) -> dict:
+        return transcribe_side(self.pool.get(*self.target_key), signal, self.options.dtype)
+
+    def reference_for(self, item: AudioInput) -> Callable[[object], dict]:
+        reused = self.reused.get(os.path.realpath(item.path))
+        if reused is not None:
+            return lambda _signal: reused
+        if self.reused:
+            raise InputError(f"{item.path}: not in --reference-results")
+        return lambda signal: transcribe_side(self.pool.get(*self.reference_key), signal, "fp32")
+
+
+def _compare_all(items: list[AudioInput], sides: _Sides, stream: Optional[RecordStream], run: AccuracyRun,
+                 options: AccuracyOptions) -> list[dict]:
+    from tqdm import tqdm
+
+    keys = [input_key(item.path) if item.error is None else None for item in items]
+    done = stream.done if stream else {}
+    files: list[Optional[dict]] = [dict(done[k], path=item.path) if k in done and not done[k].get("error") else None
+                                   for item, k in zip(items, keys)]
+    remaining = [i for i, f in enumerate(files) if f is None]
+    try:
+        for index in tqdm(remaining, unit="file", disable=not run.progress, leave=False):
+            item = items[index]
+            sides._warm(items)
+            files[index] = _compare_one(item, sides, run.truth_text, options)
+            if stream:
+                stream.append([(keys[index], files[index])])
+    except BaseException as error:
+        if stream is None:
+            raise
+        stream.stop(error, run.command_line, run.say)
+    return files
+
+
+def _compare_one(item: AudioInput, sides: _Sides, truth_text: Optional[str], options: AccuracyOptions) -> dict:
+    truth = item.text if item.text is not None else truth_text
+    try:
+        return compare_file(sides.target, sides.reference_for(item), item, truth)
+    except Exception as error:
+        if options.debug:
+            raise
+        return failed_entry(item, error)
