@@ -14,26 +14,29 @@ Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli  # noqa: E402
+from common import cli, options  # noqa: E402
 
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--reference", default="cpu", help="reference device (always fp32)")
-    parser.add_argument("--reference-model", default=None,
+    parser.add_argument("--reference", type=cli.device_spec, default="cpu", help="reference device (always fp32)")
+    parser.add_argument("--reference-model", type=options.non_empty, default=None,
                         help="model for the reference device (default: the same as --model)")
     cli.add_dtype_argument(parser, "target precision (autocast); fp32 on an NPU also turns conv HF32 off")
-    parser.add_argument("--reference-text", default=None,
+    parser.add_argument("--truth-text", default=None,
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
+    parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",
+                        help=argparse.SUPPRESS)  # the old name, until the next release
     cli.add_threshold_arguments(parser)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per device before timing")
+    parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per device before timing")
     cli.add_output_arguments(parser)
     return parser
 
@@ -47,8 +50,8 @@ def accuracy_command(args) -> int:
     from common.report.tables import accuracy_table
 
     items = collect_inputs(cli.input_paths(args))
-    if args.reference_text is not None and len(items) != 1:
-        raise SetupError(f"--reference-text: applies to one input, got {len(items)}; use a manifest with 'text'")
+    if args.truth_text is not None and len(items) != 1:
+        raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
     if not 0.0 <= args.min_match <= 1.0 or args.max_wer < 0 or args.warmup < 0:
         raise SetupError("--min-match must be in [0, 1], --max-wer and --warmup must not be negative")
     target_source = resolve_model_source(args.model or default_model_spec())
@@ -75,12 +78,11 @@ def run_accuracy_check(args, items, target_source, reference_source, pool) -> di
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug)
     return accuracy_check(target, reference, target_source, reference_source, pool, items, options,
-                          args.command_line, args.reference_text, progress=cli.show_progress(args.json))
+                          args.command_line, args.truth_text, progress=cli.show_progress(args.json))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv, __file__)
-    return cli.run(lambda: accuracy_command(args), debug=args.debug)
+    return cli.main(build_parser(), argv, __file__, accuracy_command)
 
 
 if __name__ == "__main__":
