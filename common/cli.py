@@ -24,6 +24,7 @@ MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidi
 # at parse time; a test keeps the two equal). "direct" is the old name of "batched".
 ENGINES = ("nemo", "batched")
 ENGINE_ALIASES = {"direct": "batched"}
+SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
 
 
 class Parser(argparse.ArgumentParser):
@@ -247,7 +248,12 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
     """Run a script body: a ToolkitError becomes one line and its exit code, anything else one
     line and exit 1; tracebacks only with --debug."""
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like a SIGPIPE death
+        _stdout_to_devnull()
+        return SIGPIPE_EXIT
     except ToolkitError as error:
         if debug:
             traceback.print_exc()
@@ -262,3 +268,13 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
         first_line = str(error).splitlines()[0] if str(error) else ""
         say(f"error: {type(error).__name__}: {first_line} (run with --debug for the traceback)")
         return 1
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe, point stdout at devnull so that Python's own flush at exit cannot raise
+    again (the recipe of the Python docs' "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test): nothing to do
+        pass
