@@ -35,7 +35,8 @@ def build_parser():
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs before timing")
     parser.add_argument("--runs", type=options.integer(1), default=3, help="timed runs per device")
     cli.add_threshold_arguments(parser)
-    parser.add_argument("--report-dir", type=options.non_empty, default="reports", help="where report.md and report.json are written")
+    parser.add_argument("--report-dir", type=options.non_empty, default="reports",
+                        help="where report.md and report.json are written")
     cli.add_output_arguments(parser)
     return parser
 
