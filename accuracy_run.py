@@ -14,27 +14,30 @@ Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli  # noqa: E402
+from common import cli, options  # noqa: E402
 
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--reference", default="cpu", help="reference device (always fp32)")
-    parser.add_argument("--reference-model", default=None,
+    parser.add_argument("--reference", type=cli.device_spec, default="cpu", help="reference device (always fp32)")
+    parser.add_argument("--reference-model", type=options.non_empty, default=None,
                         help="model for the reference device (default: the same as --model)")
     cli.add_dtype_argument(parser, "target precision (autocast); fp32 on an NPU also turns conv HF32 off")
-    parser.add_argument("--reference-text", default=None,
+    parser.add_argument("--truth-text", default=None,
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
+    parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",
+                        help=argparse.SUPPRESS)  # the old name, until the next release
     cli.add_threshold_arguments(parser)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per device before timing")
-    parser.add_argument("--reference-results", metavar="FILE", default=None,
+    parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per device before timing")
+    parser.add_argument("--reference-results", metavar="FILE", type=options.non_empty, default=None,
                         help="reuse the reference transcripts of an earlier accuracy_run.py --output FILE (or an "
                              "inference.py JSON/JSONL made on the reference device with --timestamps word) "
                              "instead of computing them again")
@@ -52,10 +55,8 @@ def accuracy_command(args) -> int:
     from common.report.tables import accuracy_table
 
     items = collect_inputs(cli.input_paths(args))
-    if args.reference_text is not None and len(items) != 1:
-        raise SetupError(f"--reference-text: applies to one input, got {len(items)}; use a manifest with 'text'")
-    if not 0.0 <= args.min_match <= 1.0 or args.max_wer < 0 or args.warmup < 0:
-        raise SetupError("--min-match must be in [0, 1], --max-wer and --warmup must not be negative")
+    if args.truth_text is not None and len(items) != 1:
+        raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
     target_source = resolve_model_source(args.model or default_model_spec())
     reference_source = resolve_model_source(args.reference_model) if args.reference_model else target_source
     pool = ModelPool(timestamps=True, quiet=not args.debug, loader=args.loader)
@@ -74,21 +75,20 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     from common.measure.accuracy import AccuracyOptions
     from common.model.loading import describe
 
-    target = cli.select_device(args.device, announce=not args.json)
+    target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype)
     reference = cli.select_device(args.reference, announce=False)
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
-                      command_line=args.command_line, truth_text=args.reference_text,
+                      command_line=args.command_line, truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)
     return accuracy_check(target, reference, target_source, reference_source, pool, items, options, run, publish)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv, __file__)
-    return cli.run(lambda: accuracy_command(args), debug=args.debug)
+    return cli.main(build_parser(), argv, __file__, accuracy_command)
 
 
 if __name__ == "__main__":

@@ -11,69 +11,45 @@ Examples:
   python accuracy_run_perf.py --audio sample.wav --warmup 1 --runs 5
   python accuracy_run_perf.py --model demo --audio examples/demo.wav --devices cpu
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
-  python accuracy_run_perf.py --audio sample.wav --engine nemo,direct --dtype fp32,bf16 --csv perf.csv
+  python accuracy_run_perf.py --audio sample.wav --engine nemo,batched --dtype fp32,bf16 --csv perf.csv
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli  # noqa: E402
-
-
-def comma_list(kind):
-    def parse(text: str):
-        values = [v.strip() for v in text.split(",") if v.strip()]
-        try:
-            return [kind(v) for v in values]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list") from None
-    return parse
+from common import cli, options  # noqa: E402
+from common.engine.precision import DTYPES  # noqa: E402  (light)
 
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--devices", type=comma_list(str), default=None,
+    parser.add_argument("--devices", type=options.comma_list(cli.device_spec), default=None,
                         help="several devices side by side, e.g. npu:0,cpu (overrides --device)")
-    parser.add_argument("--dtype", type=comma_list(str), default=["fp32"], help="fp32,bf16,fp16 (comma list)")
-    parser.add_argument("--engine", type=comma_list(str), default=["nemo"],
-                        help="nemo: model.transcribe() as the original adaptation; direct: preprocessor, "
+    parser.add_argument("--dtype", type=options.comma_list(options.choice(DTYPES)), default="fp32",
+                        help="fp32,bf16,fp16 (comma list)")
+    # String defaults go through `type` too (argparse), so they come out as lists and --help shows "nemo".
+    parser.add_argument("--engine", type=options.comma_list(cli.engine_name), default="nemo",
+                        help="nemo: model.transcribe() as the original adaptation; batched: preprocessor, "
                              "encoder and decoding on tensors (comma list)")
-    parser.add_argument("--decoder-device", default=None, metavar="DEVICE",
+    parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on the "
-                             "device; direct engine only (default: same device)")
-    parser.add_argument("--batch-sizes", type=comma_list(int), default=[1], help="batch size sweep, e.g. 1,4,16")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per configuration")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per configuration")
+                             "device; batched engine only (default: same device)")
+    parser.add_argument("--batch-sizes", type=options.comma_list(options.integer(1)), default="1",
+                        help="batch size sweep, e.g. 1,4,16")
+    parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per configuration")
+    parser.add_argument("--runs", type=options.integer(1), default=5, help="timed runs per configuration")
     parser.add_argument("--no-engine-check", action="store_true",
                         help="skip running the other engine once to compare transcripts")
-    parser.add_argument("--csv", metavar="FILE", default=None, help="also write one CSV row per configuration")
+    parser.add_argument("--csv", metavar="FILE", type=options.non_empty, default=None, help="also write one CSV row per configuration")
     cli.add_output_arguments(parser)
     return parser
-
-
-def check_options(args) -> None:
-    from common.errors import SetupError
-    from common.engine.precision import check_dtype
-    from common.engine.transcriber import ENGINES
-
-    for dtype in args.dtype:
-        check_dtype(dtype)
-    for engine in args.engine:
-        if engine not in ENGINES:
-            raise SetupError(f"--engine {engine!r}: not one of {', '.join(ENGINES)}")
-    if args.decoder_device and "nemo" in args.engine:
-        raise SetupError("--decoder-device: needs --engine direct (NeMo's transcribe() keeps the decoder with "
-                         "the encoder)")
-    if any(b < 1 for b in args.batch_sizes) or args.runs < 1 or args.warmup < 0:
-        raise SetupError("--batch-sizes and --runs must be at least 1, --warmup at least 0")
 
 
 def perf_command(args) -> int:
@@ -81,7 +57,6 @@ def perf_command(args) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import perf_csv, perf_table
 
-    check_options(args)
     start = time.perf_counter()
     from common.model.loading import import_nemo_asr
 
@@ -98,6 +73,7 @@ def perf_command(args) -> int:
 
 def run_benchmark(args, import_seconds: float) -> dict:
     from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
+    from common.engine.precision import check_dtype_for_device
     from common.measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
 
     source = resolve_model_source(args.model or default_model_spec())
@@ -105,6 +81,9 @@ def run_benchmark(args, import_seconds: float) -> dict:
     for error in inputs.errors:
         cli.say(f"error: {error}")
     choices = [cli.select_device(spec, announce=not args.json) for spec in (args.devices or [args.device])]
+    for choice in choices:
+        for dtype in args.dtype:
+            check_dtype_for_device(dtype, choice.device)
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
@@ -118,8 +97,7 @@ def run_benchmark(args, import_seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv, __file__)
-    return cli.run(lambda: perf_command(args), debug=args.debug)
+    return cli.main(build_parser(), argv, __file__, perf_command)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli  # noqa: E402
+from common import cli, options  # noqa: E402
 
 
 def build_parser():
@@ -32,10 +32,11 @@ def build_parser():
     cli.add_model_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="only check the environment (no model load)")
     cli.add_dtype_argument(parser, "device precision")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per device")
+    parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs before timing")
+    parser.add_argument("--runs", type=options.integer(1), default=3, help="timed runs per device")
     cli.add_threshold_arguments(parser)
-    parser.add_argument("--report-dir", default="reports", help="where report.md and report.json are written")
+    parser.add_argument("--report-dir", type=options.non_empty, default="reports",
+                        help="where report.md and report.json are written")
     cli.add_output_arguments(parser)
     return parser
 
@@ -92,8 +93,7 @@ def check_command(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv, __file__)
-    return cli.run(lambda: check_command(args), debug=args.debug)
+    return cli.main(build_parser(), argv, __file__, check_command)
 
 
 if __name__ == "__main__":

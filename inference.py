@@ -17,35 +17,38 @@ import sys
 # A torch_npu that cannot load (no CANN) must not break `import torch`: we import it ourselves.
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli  # noqa: E402  (light: no torch/NeMo import)
+from common import cli, options  # noqa: E402  (light: no torch/NeMo import)
 
 TIMESTAMP_CHOICES = ("none", "word", "segment", "char", "all")
+OUTPUT_FORMATS = ("text", "json", "jsonl", "srt", "vtt")
 
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--engine", choices=("batched", "nemo"), default="batched",
+    parser.add_argument("--engine", type=cli.engine_name, choices=cli.ENGINES, default="batched",
                         help="batched: inputs sorted by length and batched by --batch-seconds, run through "
                              "preprocessor, encoder and TDT decoding directly; nemo: model.transcribe() in input "
                              "order, --batch-size files at a time")
-    parser.add_argument("--batch-size", type=int, default=16, help="most files per model call")
-    parser.add_argument("--batch-seconds", type=float, default=120.0,
+    parser.add_argument("--batch-size", type=options.integer(1), default=16, help="most files per model call")
+    parser.add_argument("--batch-seconds", type=options.positive, default=120.0,
                         help="batched engine: most padded audio seconds per model call")
     cli.add_dtype_argument(parser, "encoder/decoder precision (autocast; features stay fp32)")
-    parser.add_argument("--decoder-device", default=None, metavar="DEVICE",
+    parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
                              "batched engine only (default: same as --device)")
-    parser.add_argument("--long-audio-seconds", type=float, default=600.0,
+    parser.add_argument("--long-audio-seconds", type=options.positive, default=600.0,
                         help="above this length the encoder switches to local attention (rel_pos_local_attn "
                              "[128,128]) so memory grows linearly with length")
-    parser.add_argument("--timestamps", choices=TIMESTAMP_CHOICES, default="none",
+    parser.add_argument("--timestamps", type=options.choice(TIMESTAMP_CHOICES), choices=TIMESTAMP_CHOICES,
+                        default="none",
                         help="timestamps to report (seconds); srt/vtt turn on segments")
-    parser.add_argument("--output-format", choices=("text", "json", "jsonl", "srt", "vtt"), default="text",
+    parser.add_argument("--output-format", type=options.choice(OUTPUT_FORMATS), choices=OUTPUT_FORMATS,
+                        default="text",
                         help="output format (--json is short for --output-format json); jsonl streams one "
                              "line per file as its batch finishes")
-    parser.add_argument("--output-dir", metavar="DIR", default=None,
+    parser.add_argument("--output-dir", metavar="DIR", type=options.non_empty, default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
     cli.add_resume_argument(parser)
@@ -53,17 +56,9 @@ def build_parser():
 
 
 def check_options(args, output_format: str, n_inputs: int) -> None:
-    from common.errors import SetupError
-
-    if args.batch_size < 1 or args.batch_seconds <= 0 or args.long_audio_seconds <= 0:
-        raise SetupError("--batch-size must be at least 1; --batch-seconds and --long-audio-seconds positive")
-    if output_format in ("srt", "vtt") and n_inputs > 1 and not args.output_dir:
-        raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")
-    if output_format == "jsonl" and args.output_dir:
-        raise SetupError("--output-format jsonl streams into one file: use --output FILE, not --output-dir")
-    if args.decoder_device and args.engine == "nemo":
-        raise SetupError("--decoder-device: needs --engine batched (NeMo's transcribe() keeps the decoder "
-                         "with the encoder)")
+    """What only the expanded inputs tell (a folder is one path but many files); every other
+    option was checked while parsing (common/options.py, cli.check_combinations)."""
+    cli.check_subtitle_inputs(output_format, n_inputs, args.output_dir)
 
 
 def transcribe_command(args) -> int:
@@ -77,7 +72,7 @@ def transcribe_command(args) -> int:
     check_options(args, output_format, len(items))
     source = resolve_model_source(args.model or default_model_spec())
     quiet_stderr = output_format in ("json", "jsonl")
-    device = cli.select_device(args.device, announce=not quiet_stderr)
+    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype)
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     batched = args.engine == "batched"
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
@@ -96,8 +91,7 @@ def transcribe_command(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args(build_parser(), argv, __file__)
-    return cli.run(lambda: transcribe_command(args), debug=args.debug)
+    return cli.main(build_parser(), argv, __file__, transcribe_command)
 
 
 if __name__ == "__main__":

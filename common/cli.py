@@ -4,18 +4,39 @@ and turning errors into one line on stderr plus an exit code."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
 from typing import Callable
 
+from . import options
 from .errors import SetupError, Terminated, ToolkitError
 
+LOADERS = ("fast", "nemo")
 MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidia/parakeet-tdt-0.6b-v2, "
               "needs the Hugging Face hub), demo (a small model shipped in demo/, trained on synthetic speech, "
               "offline), or random:tiny / random:parakeet (random weights, offline). "
               "Default: $PARAKEET_MODEL, else ./parakeet-tdt-0.6b-v2.nemo if present, else "
               "nvidia/parakeet-tdt-0.6b-v2")
+
+
+# The engines as options name them (common/engine/transcriber.ENGINES, which imports numpy: not
+# at parse time; a test keeps the two equal). "direct" is the old name of "batched".
+ENGINES = ("nemo", "batched")
+ENGINE_ALIASES = {"direct": "batched"}
+SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit 2 (no usage block; --help shows it)."""
+
+    def error(self, message: str):
+        # argparse says "argument --runs: 0: must be at least 1"; read better as "--runs 0: must be ...".
+        if message.startswith("argument "):
+            option, _, problem = message[len("argument "):].partition(": ")
+            message = f"{option} {problem}"
+        self.exit(2, "error: " + " ".join(message.split("\n")) + "\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -32,7 +53,43 @@ def parser_from_doc(doc: str) -> argparse.ArgumentParser:
     """A parser whose description is the script docstring's first paragraph and whose epilog
     (examples, exit status) is the rest."""
     first, _, rest = doc.strip().partition("\n\n")
-    return argparse.ArgumentParser(description=first, epilog=rest or None, formatter_class=HelpFormatter)
+    return Parser(description=first, epilog=rest or None, formatter_class=HelpFormatter)
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    say(f"warning: {old} is deprecated; use {new}")
+
+
+class DeprecatedOption(argparse.Action):
+    """An old option name kept for one release: stores into the new option's dest, with a warning.
+    Hidden from --help (pass help=argparse.SUPPRESS) so that only the new name is taught."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warn_deprecated(option_string, self.new)
+        setattr(namespace, self.dest, values)
+
+
+def device_spec(text: str) -> str:
+    """--device and friends: auto | cpu | npu[:N] | cuda[:N], checked without touching a device."""
+    from .device.accelerators import DeviceError, parse_device_spec
+
+    try:
+        parse_device_spec(text)
+    except DeviceError as error:
+        problem = str(error).partition(": ")[2]  # drop its own "--device 'x'" prefix: the parser names the option
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}") from None
+    return text
+
+
+def engine_name(text: str) -> str:
+    if text in ENGINE_ALIASES:
+        warn_deprecated(f"--engine {text}", f"--engine {ENGINE_ALIASES[text]}")
+        return ENGINE_ALIASES[text]
+    return options.choice(ENGINES)(text)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,28 +100,30 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "auto") -> None:
-    parser.add_argument("--model", default=None, help=MODEL_HELP)
-    parser.add_argument("--device", default=device_default,
+    parser.add_argument("--model", type=options.non_empty, default=None, help=MODEL_HELP)
+    parser.add_argument("--device", type=device_spec, default=device_default,
                         help="auto | cpu | npu[:N] | cuda[:N]; auto = npu if torch_npu loads and sees a "
                              "device, else cuda, else cpu")
-    parser.add_argument("--loader", choices=("fast", "nemo"), default="fast",
+    parser.add_argument("--loader", type=options.choice(LOADERS), choices=LOADERS, default="fast",
                         help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
     from .engine.precision import DTYPES
 
-    parser.add_argument("--dtype", default="fp32", choices=DTYPES, help=help)
+    # type= says a bad value in our words; choices= still lists them in --help.
+    parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
 
 
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     """The accuracy verdict's thresholds (accuracy_run.py and the smoke chain)."""
-    parser.add_argument("--min-match", type=float, default=1.0, help="minimum share of exactly matching files")
-    parser.add_argument("--max-wer", type=float, default=0.0, help="maximum WER of device vs reference")
+    parser.add_argument("--min-match", type=options.fraction, default=1.0,
+                        help="minimum share of exactly matching files (0 to 1)")
+    parser.add_argument("--max-wer", type=options.non_negative, default=0.0, help="maximum WER of device vs reference")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", metavar="FILE", default=None,
+    parser.add_argument("--output", metavar="FILE", type=options.non_empty, default=None,
                         help="write the result to FILE (atomically) instead of stdout")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--debug", action="store_true",
@@ -78,14 +137,86 @@ def add_resume_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:
-    """Parse `argv` (default: sys.argv[1:]) and remember the command line for results files."""
-    import os
+    """Parse `argv` (default: sys.argv[1:]), check the options that go together, and remember the
+    command line for results files. A bad option is one line on stderr and SystemExit(2)."""
     import shlex
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    try:
+        check_combinations(args)
+    except SetupError as error:
+        if args.debug:
+            traceback.print_exc()
+        parser.error(str(error))
     args.command_line = shlex.join([os.path.basename(script)] + [str(a) for a in argv])
     return args
+
+
+def main(parser: argparse.ArgumentParser, argv: list[str] | None, script: str,
+         command: Callable[[argparse.Namespace], int]) -> int:
+    """A script's main(): parse and check every option first (nothing heavy imported yet), then
+    run `command(args)`. Returns the exit status; 2 for a bad option, already said in one line."""
+    try:
+        args = parse_args(parser, argv, script)
+    except SystemExit as done:  # a bad option (2) or --help (0)
+        return done.code if isinstance(done.code, int) else 0
+    return run(lambda: command(args), debug=args.debug)
+
+
+# ---------------------------------------------------------------- options that go together
+# Each rule reads only the attributes its script has (getattr), so all scripts share one list.
+
+
+def check_combinations(args: argparse.Namespace) -> None:
+    check_dtype_on_named_devices(args)
+    check_decoder_device(args)
+    check_output_targets(args)
+    check_single_input_options(args)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def check_dtype_on_named_devices(args) -> None:
+    """fp16 on a CPU the user named; `auto` is checked once resolved (select_device(dtype=...)).
+    The accuracy reference always runs fp32, so --reference is not one of them."""
+    from .engine.precision import check_dtype_for_device
+
+    devices = getattr(args, "devices", None) or _as_list(getattr(args, "device", None))
+    for dtype in _as_list(getattr(args, "dtype", None)):
+        for device in devices:
+            check_dtype_for_device(dtype, device)
+
+
+def check_decoder_device(args) -> None:
+    if getattr(args, "decoder_device", None) and "nemo" in _as_list(args.engine):
+        raise SetupError("--decoder-device: needs --engine batched (NeMo's transcribe() keeps the decoder "
+                         "with the encoder)")
+
+
+def check_output_targets(args) -> None:
+    if not hasattr(args, "output_format"):
+        return
+    output_format = "json" if args.json else args.output_format
+    if output_format == "jsonl" and args.output_dir:
+        raise SetupError("--output-format jsonl streams into one file: use --output FILE, not --output-dir")
+    check_subtitle_inputs(output_format, len(args.audio) + len(args.paths), args.output_dir)
+
+
+def check_subtitle_inputs(output_format: str, n_inputs: int, output_dir) -> None:
+    """One subtitle file per input: several inputs need a folder. Checked on the paths given here,
+    and again once folders and manifests are expanded."""
+    if output_format in ("srt", "vtt") and n_inputs > 1 and not output_dir:
+        raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")
+
+
+def check_single_input_options(args) -> None:
+    """--truth-text is one transcript: several paths cannot share it (a folder is checked once expanded)."""
+    n_paths = len(getattr(args, "audio", [])) + len(getattr(args, "paths", []))
+    if getattr(args, "truth_text", None) is not None and n_paths > 1:
+        raise SetupError(f"--truth-text: applies to one input, got {n_paths}; use a manifest with 'text'")
 
 
 def input_paths(args: argparse.Namespace) -> list[str]:
@@ -104,13 +235,17 @@ def show_progress(json_mode: bool) -> bool:
     return not json_mode and sys.stderr.isatty()
 
 
-def select_device(spec: str, announce: bool = True):
-    """Resolve --device and say once which device was chosen and why."""
+def select_device(spec: str, announce: bool = True, dtype: str | None = None):
+    """Resolve --device and say once which device was chosen and why. With `dtype`, a precision
+    that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load."""
     from .device.accelerators import resolve_device
+    from .engine.precision import check_dtype_for_device
 
     choice = resolve_device(spec)
     if choice.warning:
         say(f"warning: {choice.warning}")
+    if dtype is not None:
+        check_dtype_for_device(dtype, choice.device)
     if announce:
         say(f"device: {choice.device} ({choice.reason})")
     return choice
@@ -121,7 +256,12 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
     line and exit 1; tracebacks only with --debug."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like a SIGPIPE death
+        _stdout_to_devnull()
+        return SIGPIPE_EXIT
     except ToolkitError as error:
         if debug:
             traceback.print_exc()
@@ -142,3 +282,13 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
 
 def _raise_terminated(signum, frame):
     raise Terminated()
+
+
+def _stdout_to_devnull() -> None:
+    """After a broken pipe, point stdout at devnull so that Python's own flush at exit cannot raise
+    again (the recipe of the Python docs' "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test): nothing to do
+        pass

@@ -88,9 +88,9 @@ def test_bf16_on_cpu_is_measured_not_assumed(capsys, tiny_nemo, clips):
         assert entry["match"] == (entry["wer"] == 0.0 and entry["reference"]["text"] == entry["device"]["text"])
 
 
-def test_ground_truth_from_reference_text_and_manifest(capsys, tiny_nemo, clips, tmp_path):
+def test_ground_truth_from_truth_text_and_manifest(capsys, tiny_nemo, clips, tmp_path):
     code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--json",
-                       "--reference-text", "Hello, World!", clips[0])
+                       "--truth-text", "Hello, World!", clips[0])
     doc = json.loads(out)
     entry = doc["accuracy"]["files"][0]
     expected = error_rates("hello world", normalize_english(entry["device"]["text"]))
@@ -144,5 +144,5 @@ def test_bad_file_is_an_error_for_that_file(capsys, tiny_nemo, clips, tmp_path):
 def test_setup_errors_exit_2(capsys, tiny_nemo, clips):
     code, _, err = run(capsys, "--model", tiny_nemo, "--device", "npu:0", clips[0])
     assert code == 2 and err.strip().startswith("error: --device npu:")
-    code, _, err = run(capsys, "--model", tiny_nemo, "--reference-text", "x", *clips[:2])
-    assert code == 2 and "--reference-text" in err
+    code, _, err = run(capsys, "--model", tiny_nemo, "--truth-text", "x", *clips[:2])
+    assert code == 2 and "--truth-text" in err

@@ -17,6 +17,16 @@ def check_dtype(name: str) -> str:
     return name
 
 
+def check_dtype_for_device(dtype: str, device: str) -> None:
+    """Refuse a precision the device cannot run, before any model is loaded. `device` is a resolved
+    torch device string ("cpu", "cuda:0", "npu:0") or an explicit --device value; call it again
+    once --device auto is resolved."""
+    if dtype == "fp16" and device.split(":")[0].strip().lower() == "cpu":
+        # oneDNN has no fp16 LSTM (the TDT prediction net) and few fp16 convs: every file would fail.
+        raise SetupError("--dtype fp16: not supported on the CPU (fp16 LSTM/conv kernels are missing there); "
+                         "use bf16 or fp32")
+
+
 def autocast(device: str, dtype: str = "fp32"):
     """A context that runs the model at `dtype` on `device` (nothing changes for fp32)."""
     if check_dtype(dtype) == "fp32":

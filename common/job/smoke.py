@@ -10,6 +10,7 @@ from ..measure.accuracy import AccuracyOptions
 from .accuracy import AccuracyRun, accuracy_check
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
+from ..engine.precision import check_dtype_for_device
 from ..inputs.sources import collect_inputs
 from ..model.loading import ModelPool, resolve_model_source
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
@@ -42,6 +43,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     if not checks["passed"]:
         return document
     target = resolve_device(options.device)
+    check_dtype_for_device(options.dtype, target.device)
     if target.warning:
         say(f"warning: {target.warning}")
     say(f"device: {target.device} ({target.reason})")
