@@ -18,8 +18,6 @@ def make_bad_inputs(folder, good_clip) -> dict[str, str]:
     empty.write_bytes(b"")
     not_audio = folder / "notes.wav"
     not_audio.write_text("this is a text file, not audio\n" * 20)
-    truncated = folder / "truncated.wav"
-    truncated.write_bytes(open(good_clip, "rb").read()[:5000])
     zero = folder / "zero.wav"
     soundfile.write(zero, np.zeros(0, dtype=np.float32), 16000)
     nan = folder / "nan.wav"
@@ -30,7 +28,6 @@ def make_bad_inputs(folder, good_clip) -> dict[str, str]:
         "missing": (str(folder / "missing.wav"), "no such file"),
         "empty": (str(empty), "empty file"),
         "not_audio": (str(not_audio), "not a readable audio file"),
-        "truncated": (str(truncated), "truncated WAV"),
         "zero": (str(zero), "no audio samples"),
         "nan": (str(nan), "NaN"),
         "manifest_line": (str(manifest), "broken.jsonl:2: invalid JSON"),
@@ -42,7 +39,7 @@ def bad_inputs(tmp_path_factory, clips):
     return make_bad_inputs(tmp_path_factory.mktemp("bad"), clips[0])
 
 
-@pytest.mark.parametrize("name", ["missing", "empty", "not_audio", "truncated", "zero", "nan"])
+@pytest.mark.parametrize("name", ["missing", "empty", "not_audio", "zero", "nan"])
 def test_single_bad_file_is_one_line_and_exit_1(capsys, tiny_nemo, bad_inputs, name):
     path, expected = bad_inputs[name]
     code = inference.main(["--model", str(tiny_nemo), "--device", "cpu", path])
