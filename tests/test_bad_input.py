@@ -1,15 +1,25 @@
 """Bad inputs: one line naming the file and the problem, exit 1 alone, reported in a batch
-while the good files are still transcribed; bad models exit 2. No tracebacks."""
+while the good files are still transcribed (by inference.py, accuracy_run.py and
+accuracy_run_perf.py alike); bad models exit 2. No tracebacks."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile
 
+import accuracy_run
+import accuracy_run_perf
 import inference
+from tests.conftest import REPO
 from tests.test_inference import run_json, run_script
+from tests.test_inputs import write_lying_wav
 
 
 def make_bad_inputs(folder, good_clip) -> dict[str, str]:
@@ -18,8 +28,6 @@ def make_bad_inputs(folder, good_clip) -> dict[str, str]:
     empty.write_bytes(b"")
     not_audio = folder / "notes.wav"
     not_audio.write_text("this is a text file, not audio\n" * 20)
-    truncated = folder / "truncated.wav"
-    truncated.write_bytes(open(good_clip, "rb").read()[:5000])
     zero = folder / "zero.wav"
     soundfile.write(zero, np.zeros(0, dtype=np.float32), 16000)
     nan = folder / "nan.wav"
@@ -30,7 +38,6 @@ def make_bad_inputs(folder, good_clip) -> dict[str, str]:
         "missing": (str(folder / "missing.wav"), "no such file"),
         "empty": (str(empty), "empty file"),
         "not_audio": (str(not_audio), "not a readable audio file"),
-        "truncated": (str(truncated), "truncated WAV"),
         "zero": (str(zero), "no audio samples"),
         "nan": (str(nan), "NaN"),
         "manifest_line": (str(manifest), "broken.jsonl:2: invalid JSON"),
@@ -42,7 +49,7 @@ def bad_inputs(tmp_path_factory, clips):
     return make_bad_inputs(tmp_path_factory.mktemp("bad"), clips[0])
 
 
-@pytest.mark.parametrize("name", ["missing", "empty", "not_audio", "truncated", "zero", "nan"])
+@pytest.mark.parametrize("name", ["missing", "empty", "not_audio", "zero", "nan"])
 def test_single_bad_file_is_one_line_and_exit_1(capsys, tiny_nemo, bad_inputs, name):
     path, expected = bad_inputs[name]
     code = inference.main(["--model", str(tiny_nemo), "--device", "cpu", path])
@@ -81,6 +88,129 @@ def test_a_batch_where_every_input_is_bad_does_not_load_the_model(capsys, bad_in
     code = inference.main(["--model", "random:parakeet", "--device", "cpu", path])
     assert code == 1
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def unusable(tmp_path_factory, clips) -> dict:
+    """Inputs that used to stop a whole batch or be refused, next to good ones: a folder named
+    like a file, a manifest whose line 2 is not UTF-8 (lines 1 and 3 are good), a pipe, a
+    dangling link, and a WAV whose header claims twice the audio it holds (with its correct twin)."""
+    folder = tmp_path_factory.mktemp("unusable")
+    (folder / "dir.wav").mkdir()
+    manifest = folder / "mixed.jsonl"
+    manifest.write_bytes(b'{"audio_filepath": "%s"}\n\xff\xfe{"audio_filepath": "x.wav"}\n{"audio_filepath": "%s"}\n'
+                         % (clips[2].encode(), clips[3].encode()))
+    os.mkfifo(folder / "pipe.wav")
+    os.symlink(folder / "gone.wav", folder / "dangling.wav")
+    signal, _ = soundfile.read(clips[0], dtype="float32")
+    soundfile.write(folder / "correct.wav", signal, 16000, subtype="PCM_16")
+    write_lying_wav(folder / "lying.wav", signal, claimed_samples=2 * len(signal))
+    return {
+        "errors": {str(folder / "dir.wav"): "is a folder", f"{manifest}:2": "not valid UTF-8",
+                   str(folder / "pipe.wav"): "not a regular file", str(folder / "dangling.wav"): "no such file"},
+        "paths": [str(folder / name) for name in ("dir.wav", "mixed.jsonl", "pipe.wav", "dangling.wav")],
+        "correct": str(folder / "correct.wav"), "lying": str(folder / "lying.wav"),
+    }
+
+
+def error_lines_name_each_bad_input(err: str, expected: dict) -> None:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    for path, words in expected.items():
+        assert any(f"error: {path}: " in line and words in line for line in lines), (path, err)
+    assert "Traceback" not in err
+
+
+def test_unusable_inputs_in_a_batch_are_reported_and_the_rest_run(capsys, tiny_nemo, clips, unusable):
+    paths = [clips[0], *unusable["paths"], unusable["lying"], unusable["correct"], clips[1]]
+    code, doc, err = run_json(capsys, "--model", tiny_nemo, "--batch-size", 3, *paths)
+    assert code == 1
+    by_path = {r["path"]: r for r in doc["results"]}
+    for path, words in unusable["errors"].items():
+        assert by_path[path]["text"] is None and by_path[path]["error"].startswith(f"{path}: "), by_path[path]
+        assert words in by_path[path]["error"]
+    good = [r for r in doc["results"] if r["error"] is None]
+    assert [r["path"] for r in good] == [clips[0], clips[2], clips[3], unusable["lying"], unusable["correct"], clips[1]]
+    assert all(r["text"] for r in good)
+    # The lying header is no obstacle: the text is that of the same audio written correctly.
+    assert by_path[unusable["lying"]]["text"] == by_path[unusable["correct"]]["text"]
+    assert doc["summary"]["failed"] == len(unusable["errors"])
+    error_lines_name_each_bad_input(err, unusable["errors"])
+
+
+def test_accuracy_run_compares_the_usable_inputs(capsys, tiny_nemo, clips, unusable):
+    code = accuracy_run.main(["--model", str(tiny_nemo), "--device", "cpu", "--warmup", "0", "--json",
+                              clips[0], *unusable["paths"], unusable["lying"]])
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)["accuracy"]["files"]
+    files = {f["path"]: f for f in entries}
+    assert code == 1 and "Traceback" not in captured.err
+    assert len(files) == len(entries) == len(unusable["errors"]) + 4
+    for path, words in unusable["errors"].items():
+        assert files[path]["error"].startswith(f"{path}: ") and words in files[path]["error"]
+    compared = [path for path, f in files.items() if not f["error"]]
+    assert compared == [clips[0], clips[2], clips[3], unusable["lying"]]
+    assert all(files[path]["match"] for path in compared)
+
+
+def test_accuracy_run_perf_measures_the_usable_inputs(capsys, tiny_nemo, clips, unusable):
+    code = accuracy_run_perf.main(["--model", str(tiny_nemo), "--devices", "cpu", "--runs", "1", "--warmup", "0",
+                                   "--json", clips[0], *unusable["paths"], unusable["lying"]])
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert code == 1 and "Traceback" not in captured.err
+    assert [i["path"] for i in doc["inputs"]] == [clips[0], clips[2], clips[3], unusable["lying"]]
+    assert len(doc["input_errors"]) == len(unusable["errors"])
+    for path, words in unusable["errors"].items():
+        assert any(e.startswith(f"{path}: ") and words in e for e in doc["input_errors"]), doc["input_errors"]
+    assert doc["results"] and all(r["latencies"] for r in doc["results"])
+    error_lines_name_each_bad_input(captured.err, unusable["errors"])
+
+
+DAC_CAPABILITIES = "--bounding-set=-dac_override,-dac_read_search"
+
+
+def run_locked_out(script: str, *argv) -> subprocess.CompletedProcess:
+    """Run a script as someone a chmod 000 file keeps out. Root reads any file whatever its mode
+    (the DAC capabilities), so as root the script runs with those capabilities dropped."""
+    command = [sys.executable, str(REPO / script), *map(str, argv)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None or subprocess.run(["setpriv", DAC_CAPABILITIES, "true"]).returncode:
+            pytest.skip("running as root, where chmod 000 does not lock a file, and setpriv cannot drop "
+                        "CAP_DAC_OVERRIDE here: no unreadable file to test with")
+        command = ["setpriv", DAC_CAPABILITIES, *command]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory, clips) -> dict:
+    """An audio file and a manifest without read permission."""
+    folder = tmp_path_factory.mktemp("locked")
+    audio, manifest = folder / "locked.wav", folder / "locked.jsonl"
+    shutil.copy(clips[0], audio)
+    manifest.write_text('{"audio_filepath": "%s"}\n' % clips[1])
+    audio.chmod(0)
+    manifest.chmod(0)
+    return [str(audio), str(manifest)]
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("inference.py", ["--device", "cpu", "--json"]),
+    ("accuracy_run.py", ["--device", "cpu", "--warmup", "0", "--json"]),
+    ("accuracy_run_perf.py", ["--devices", "cpu", "--runs", "1", "--warmup", "0", "--json"]),
+])
+def test_files_without_read_permission_do_not_stop_the_others(tiny_nemo, clips, locked, script, argv):
+    proc = run_locked_out(script, "--model", tiny_nemo, *argv, clips[2], *locked, clips[3])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)
+    if script == "accuracy_run_perf.py":
+        assert [i["path"] for i in doc["inputs"]] == [clips[2], clips[3]] and doc["results"]
+        errors = doc["input_errors"]
+    else:
+        records = doc["results"] if script == "inference.py" else doc["accuracy"]["files"]
+        assert [r["path"] for r in records] == [clips[2], *locked, clips[3]]
+        assert records[0]["error"] is None and records[3]["error"] is None
+        errors = [r["error"] for r in records[1:3]]
+    assert errors == [f"{path}: permission denied" for path in locked]
 
 
 @pytest.mark.parametrize("setup, expected", [
