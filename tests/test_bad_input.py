@@ -133,6 +133,7 @@ def test_unusable_inputs_in_a_batch_are_reported_and_the_rest_run(capsys, tiny_n
     assert all(r["text"] for r in good)
     # The lying header is no obstacle: the text is that of the same audio written correctly.
     assert by_path[unusable["lying"]]["text"] == by_path[unusable["correct"]]["text"]
+    assert "truncated WAV" in by_path[unusable["lying"]]["warning"] and "warning" not in by_path[unusable["correct"]]
     assert doc["summary"]["failed"] == len(unusable["errors"])
     error_lines_name_each_bad_input(err, unusable["errors"])
 

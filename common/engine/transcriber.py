@@ -86,7 +86,8 @@ def planning_duration(item: AudioInput) -> float:
 def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: TranscribeOptions) -> list[FileRecord]:
     results, signals = [], []
     for item in chunk:
-        result = FileRecord(item.path, duration=item.duration, truth=item.text, error=item.error)
+        result = FileRecord(item.path, duration=item.duration, truth=item.text, error=item.error,
+                            warning=item.warning)
         if result.ok:
             try:
                 signal = load_audio(item.path)

@@ -47,6 +47,8 @@ def compare_file(target: Callable[[object], dict], reference: Callable[[object],
     entry: dict = {"path": item.path, "duration": None, "error": item.error}
     if item.error:
         return entry
+    if item.warning:
+        entry["warning"] = item.warning
     signal = load_audio(item.path)
     entry["duration"] = round(duration_seconds(signal), 4)
     ref, dev = reference(signal), target(signal)
