@@ -1,0 +1,48 @@
+"""The library API gives what the scripts give, as typed results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import soundfile
+
+import inference
+from tests.conftest import REPO
+
+
+def test_importing_the_package_loads_neither_torch_nor_nemo():
+    code = "import common, sys; common.load_model; print('torch' in sys.modules, 'nemo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_model_transcribe_equals_the_script(capsys, tiny_nemo, clips, tmp_path):
+    from common import FileRecord, load_model
+
+    assert inference.main(["--model", str(tiny_nemo), "--timestamps", "word", "--json", *clips[:3]]) == 0
+    expected = json.loads(capsys.readouterr().out)["results"]
+    model = load_model(str(tiny_nemo), device="cpu")
+    records = model.transcribe(clips[:3], timestamps="word")
+    assert [r.to_dict() for r in records] == [{k: v for k, v in e.items() if k not in ("device", "model")}
+                                              for e in expected]
+    one = model.transcribe(clips[0], timestamps="word")
+    assert isinstance(one, FileRecord) and one.words and one.words[0].start <= one.words[0].end
+    signal, _ = soundfile.read(clips[0], dtype="float32")
+    assert model.transcribe(signal).text == one.text
+    missing = model.transcribe([clips[1], str(tmp_path / "gone.wav")])
+    assert missing[0].ok and not missing[1].ok and "gone.wav" in missing[1].error
+
+
+def test_check_accuracy_and_benchmark_return_typed_results(tiny_nemo, clips, tmp_path):
+    from common import benchmark, check_accuracy
+
+    output = tmp_path / "acc.json"
+    result = check_accuracy(clips[:2], model=str(tiny_nemo), device="cpu", warmup=0, output=str(output))
+    assert result.passed and [f.match for f in result.files] == [True, True]
+    assert result.files[0].device_text == result.files[0].reference_text
+    assert json.loads(output.read_text())["summary"] == result.summary
+    perf = benchmark(clips[0], model=str(tiny_nemo), devices=("cpu",), warmup=0, runs=1)
+    assert perf.rows[0].device == "cpu" and perf.rows[0].rtfx > 0
+    assert perf.csv().splitlines()[0].startswith("device,dtype,engine,batch_size")
