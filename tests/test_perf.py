@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import accuracy_run_perf
-from common.measure.perf import plan_batches
+from common.engine.transcriber import plan_batches
 from common.device.clocks import latency_stats, percentile
 
 
@@ -30,8 +30,8 @@ def test_statistics_on_known_values():
 
 def test_batches_are_longest_first_and_cover_every_input_once():
     durations = [3.0, 9.0, 1.0, 7.0, 5.0]
-    assert plan_batches(durations, 2) == [[1, 3], [4, 0], [2]]
-    assert plan_batches(durations, 16) == [[1, 3, 4, 0, 2]]
+    assert plan_batches(durations, 2, max_seconds=float("inf")) == [[1, 3], [4, 0], [2]]
+    assert plan_batches(durations, 16, max_seconds=float("inf")) == [[1, 3, 4, 0, 2]]
 
 
 @pytest.fixture(scope="module")

@@ -253,11 +253,15 @@ def prepare_device(device: str, exact_fp32: bool = True) -> list[str]:
     return applied
 
 
+def _on_accelerator(device: str, method: str):
+    """Call torch.npu's / torch.cuda's `method` for an accelerator device; nothing on the CPU."""
+    module = _accelerator(device)
+    return None if module is None else getattr(module, method)()
+
+
 def synchronize(device: str) -> None:
     """Wait for queued device work, so that a clock read measures finished work."""
-    module = _accelerator(device)
-    if module is not None:
-        module.synchronize()
+    _on_accelerator(device, "synchronize")
 
 
 def device_name(device: str) -> str:
@@ -279,9 +283,7 @@ def cpu_name() -> str:
 
 
 def reset_peak_memory(device: str) -> None:
-    module = _accelerator(device)
-    if module is not None:
-        module.reset_peak_memory_stats()
+    _on_accelerator(device, "reset_peak_memory_stats")
 
 
 def memory_bytes(device: str) -> dict:

@@ -13,7 +13,6 @@ import numpy as np
 from .precision import autocast
 from ..device.clocks import timed
 
-STAGES = ("features", "encoder", "transfer", "decoding")
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 

@@ -19,7 +19,7 @@ from ..inputs.sources import collect_inputs
 from ..model.loading import LoadedModel, ModelPool, ModelSource, configure_decoding
 from ..device.clocks import latency_stats, rtfx, timed
 from ..engine.transcriber import TranscribeOptions, transcribe_signals
-from ..engine.transcriber import plan_batches as plan_transcribe_batches
+from ..engine.transcriber import plan_batches
 
 STAGE_NAMES = ("features", "encoder", "decoding")
 
@@ -77,11 +77,6 @@ class PerfOptions:
     check_engines: bool = True  # run the other engine once and compare transcripts
 
 
-def plan_batches(durations: list[float], batch_size: int) -> list[list[int]]:
-    """Input indices, longest first, in batches of `batch_size` (minimal padding per batch)."""
-    return plan_transcribe_batches(durations, batch_size, max_seconds=float("inf"))
-
-
 def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], config: PerfConfig,
              stages: Optional[dict] = None, counts: Optional[dict] = None) -> tuple[float, list[str]]:
     """Transcribe every input once; returns wall seconds and the texts in input order."""
@@ -118,7 +113,7 @@ def stage_breakdown(stages: dict, total: float) -> dict:
 def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config: PerfConfig,
               options: PerfOptions, first_call: bool) -> dict:
     """Warm-up, timed runs and the engine cross-check for one configuration."""
-    batches = plan_batches(durations, config.batch_size)
+    batches = plan_batches(durations, config.batch_size, max_seconds=float("inf"))  # longest first
     audio_seconds = sum(durations)
     result: dict = {"config": asdict(config), "audio_seconds": round(audio_seconds, 4),
                     "batches": [[{"index": i, "duration": round(durations[i], 3)} for i in b] for b in batches]}
