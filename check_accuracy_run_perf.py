@@ -38,6 +38,7 @@ def build_parser():
     parser.add_argument("--report-dir", type=options.non_empty, default="reports",
                         help="where report.md and report.json are written")
     cli.add_output_arguments(parser)
+    cli.add_resume_argument(parser)
     return parser
 
 
@@ -67,7 +68,9 @@ def full_run(args, model_spec: str) -> int:
     import_seconds = time.perf_counter() - start
     options = SmokeOptions(model=model_spec, audio=tuple(paths), device=args.device, dtype=args.dtype,
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
-                           quiet=not args.debug, debug=args.debug, loader=args.loader)
+                           quiet=not args.debug, debug=args.debug, loader=args.loader, report_dir=args.report_dir,
+                           resume=args.resume)
+    os.makedirs(args.report_dir, exist_ok=True)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")
     document = run_smoke(options, args.command_line, import_seconds, say=(lambda _: None) if args.json else cli.say)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from typing import Callable
 
-from . import options
+from . import options, signals
 from .errors import SetupError, Terminated, ToolkitError
 
 LOADERS = ("fast", "nemo")
@@ -254,7 +253,7 @@ def select_device(spec: str, announce: bool = True, dtype: str | None = None):
 def run(body: Callable[[], int], debug: bool = False) -> int:
     """Run a script body: a ToolkitError becomes one line and its exit code, anything else one
     line and exit 1; tracebacks only with --debug."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    restore_signals = signals.install()
     try:
         code = body()
         sys.stdout.flush()  # output still buffered meets a closed pipe here, not at interpreter exit
@@ -277,11 +276,7 @@ def run(body: Callable[[], int], debug: bool = False) -> int:
         say(f"error: {type(error).__name__}: {first_line} (run with --debug for the traceback)")
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+        restore_signals()
 
 
 def _stdout_to_devnull() -> None:

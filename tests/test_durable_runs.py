@@ -165,3 +165,55 @@ def test_output_dir_names_are_unique_for_same_named_inputs(tiny_nemo, clips, tmp
     texts = {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*.txt")}
     assert sorted(texts) == ["a/x.txt", "b/x.txt"]
     assert texts["a/x.txt"] != texts["b/x.txt"] or clips[0] == clips[1]
+
+
+def accuracy_command(tiny_nemo, output, clips, *extra) -> list[str]:
+    return [sys.executable, str(REPO / "accuracy_run.py"), "--model", str(tiny_nemo), "--device", "cpu",
+            "--warmup", "0", "--output", str(output), "--json", *extra, *clips]
+
+
+def comparisons(document: dict) -> list[tuple]:
+    """What an accuracy run found per file (timings aside)."""
+    return [(f["path"], f["reference"]["text"], f["device"]["text"], f["match"], f["wer"], f["drift"])
+            for f in document["accuracy"]["files"]]
+
+
+def test_interrupted_accuracy_run_resumes_both_sides(tiny_nemo, many_clips, tmp_path):
+    full = tmp_path / "full.json"
+    assert subprocess.run(accuracy_command(tiny_nemo, full, many_clips), capture_output=True, timeout=300).returncode == 0
+    output, stream = tmp_path / "acc.json", tmp_path / "acc.json.partial.jsonl"
+    proc = subprocess.Popen(accuracy_command(tiny_nemo, output, many_clips), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(records_of(stream)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    kept = records_of(stream)
+    assert proc.returncode == 143 and 3 <= len(kept) < N_FILES, err
+    assert f"interrupted: {len(kept)} finished record(s) kept in {stream}" in err and not output.exists()
+    resumed = subprocess.run(accuracy_command(tiny_nemo, output, many_clips, "--resume"), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert comparisons(json.loads(output.read_text())) == comparisons(json.loads(full.read_text()))
+    assert not stream.exists()
+
+
+def test_reference_results_are_reused_not_recomputed(capsys, tiny_nemo, clips, tmp_path):
+    import accuracy_run
+
+    first = tmp_path / "first.json"
+    assert accuracy_run.main(["--model", str(tiny_nemo), "--device", "cpu", "--output", str(first), *clips[:2]]) == 0
+    second = tmp_path / "second.json"
+    assert accuracy_run.main(["--model", str(tiny_nemo), "--device", "cpu", "--dtype", "bf16", "--min-match", "0",
+                              "--max-wer", "1", "--reference-results", str(first), "--output", str(second),
+                              *clips[:2]]) == 0
+    before, after = json.loads(first.read_text()), json.loads(second.read_text())
+    assert after["reference_model"]["reused_from"] == str(first)
+    for old, new in zip(before["accuracy"]["files"], after["accuracy"]["files"]):
+        assert new["reference"] == old["reference"], "the reference side is the earlier run's, timing included"
+    capsys.readouterr()
+    code = accuracy_run.main(["--model", str(tiny_nemo), "--device", "cpu", "--reference-results", str(first),
+                              "--json", clips[3]])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 1 and "not in --reference-results" in document["accuracy"]["files"][0]["error"]

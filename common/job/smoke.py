@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+import os
+from typing import Callable, Optional
 
 from ..measure.accuracy import AccuracyOptions
 from .accuracy import AccuracyRun, accuracy_check
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
+from ..files import write_json_atomic
 from ..engine.precision import check_dtype_for_device
 from ..inputs.sources import collect_inputs
 from ..model.loading import ModelPool, resolve_model_source
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
 
 REFERENCE_DEVICE = "cpu"
+ACCURACY_FILE = "accuracy.json"  # the accuracy stage's own results, beside report.json
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class SmokeOptions:
     quiet: bool = True
     debug: bool = False
     loader: str = "fast"
+    report_dir: Optional[str] = None  # the accuracy stage keeps its comparisons here as they finish
+    resume: bool = False
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -54,10 +59,17 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     say("cold start: loading the model and timing its first call ...")
     document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds)
     say("accuracy: comparing the device with the CPU ...")
+    output = os.path.join(options.report_dir, ACCURACY_FILE) if options.report_dir else None
+    accuracy_run = AccuracyRun(output=output, resume=options.resume, command_line=command_line, say=say)
+
+    def publish(accuracy_document: dict) -> None:
+        if output:
+            write_json_atomic(output, accuracy_document)
+
     accuracy = accuracy_check(
         target, reference, source, source, pool, collect_inputs(list(options.audio)),
         AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
-                        max_wer=options.max_wer, debug=options.debug), AccuracyRun(command_line=command_line))
+                        max_wer=options.max_wer, debug=options.debug), accuracy_run, publish)
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")

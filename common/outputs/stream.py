@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, NoReturn, Optional
 
 from ..errors import RunStopped, SetupError, Terminated
+from ..signals import deferred
 
 FORMAT = "parakeet-records/1"
 STREAM_SUFFIX = ".partial.jsonl"
@@ -66,17 +65,6 @@ def setting_differences(before: dict, now: dict) -> list[str]:
             for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
 
 
-@contextmanager
-def _signals_held():
-    """Ctrl-C and SIGTERM wait until a batch's lines are written whole."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 class RecordStream:
     """Finished records of one run. `done` holds those of an earlier run when resuming."""
 
@@ -111,7 +99,7 @@ class RecordStream:
 
     def _write_lines(self, objects: list[dict], records: int = 0) -> None:
         text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects)
-        with _signals_held():  # a signal held here is raised as the block ends: count first
+        with deferred():  # a signal here is raised once the lines are whole and counted
             self._handle.write(text)
             self._handle.flush()
             os.fsync(self._handle.fileno())

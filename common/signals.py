@@ -1,0 +1,47 @@
+"""Ctrl-C and SIGTERM as exceptions that wait for a critical section (a batch's records being
+written) to end. Python runs signal handlers in the main thread, so a handler that defers is
+reliable even when other threads (torch, tqdm) are the ones the kernel interrupts; blocking
+the signal with pthread_sigmask would not be."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Callable
+
+from .errors import Terminated
+
+_held = 0
+_pending: list[int] = []
+
+
+def _exception_for(signum: int) -> BaseException:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _handler(signum, frame) -> None:
+    if _held:
+        _pending.append(signum)
+        return
+    raise _exception_for(signum)
+
+
+def install() -> Callable[[], None]:
+    """Route SIGINT and SIGTERM through the deferring handler; returns what restores the old ones."""
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+@contextmanager
+def deferred():
+    """Inside the block a signal only takes note; it is raised once the block has finished."""
+    global _held
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending:
+            signum = _pending.pop(0)
+            _pending.clear()
+            raise _exception_for(signum)
