@@ -72,9 +72,9 @@ def perf_command(args) -> int:
 
 
 def run_benchmark(args, import_seconds: float) -> dict:
-    from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
     from common.engine.precision import check_dtype_for_device
     from common.measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
+    from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
 
     source = resolve_model_source(args.model or default_model_spec())
     inputs = load_signals(cli.input_paths(args))

@@ -57,10 +57,10 @@ def dry_run(args, model_spec: str) -> int:
 
 def full_run(args, model_spec: str) -> int:
     from common.files import write_json_atomic, write_text_atomic
-    from common.outputs.formats import render_json
-    from common.model.loading import describe, import_nemo_asr, resolve_model_source
-    from common.report.tables import checks_table, smoke_markdown
     from common.job.smoke import SmokeOptions, run_smoke, smoke_passed
+    from common.model.loading import describe, import_nemo_asr, resolve_model_source
+    from common.outputs.formats import render_json
+    from common.report.tables import checks_table, smoke_markdown
 
     paths = cli.input_paths(args)
     start = time.perf_counter()

@@ -158,8 +158,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 
-    from common.inputs.audio import load_audio
     from common.device.environment import collect_environment
+    from common.inputs.audio import load_audio
     from common.inputs.sources import read_manifest
     from common.model.loading import load_model, resolve_model_source
     from common.model.random_models import cached_random_model

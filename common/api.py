@@ -72,7 +72,8 @@ def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = "
     onto `device` (auto | cpu | npu[:N] | cuda[:N])."""
     from .device.accelerators import prepare_device, resolve_device
     from .engine.precision import check_dtype_for_device
-    from .model.loading import default_model_spec, load_model as load
+    from .model.loading import default_model_spec
+    from .model.loading import load_model as load
 
     choice = resolve_device(device)
     check_dtype_for_device(dtype, choice.device)
@@ -167,10 +168,11 @@ def benchmark(audio: Union[str, Sequence[str]], model: Optional[str] = None, dev
               dtypes: Sequence[str] = ("fp32",), engines: Sequence[str] = ("batched",),
               batch_sizes: Sequence[int] = (1,), warmup: int = 1, runs: int = 5) -> PerfResult:
     """accuracy_run_perf.py as a call: every device x dtype x engine x batch size, timed."""
+    import time
+
     from .device.accelerators import resolve_device
     from .measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
     from .model.loading import ModelPool, default_model_spec, import_nemo_asr, resolve_model_source
-    import time
 
     start = time.perf_counter()
     import_nemo_asr()

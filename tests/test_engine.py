@@ -10,8 +10,8 @@ import pytest
 import soundfile
 
 import inference
-from common.inputs.audio import load_audio
 from common.engine.transcriber import plan_batches
+from common.inputs.audio import load_audio
 from tests.conftest import write_speech
 
 

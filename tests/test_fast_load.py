@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from common.model import fast_load
 from common.inputs.audio import load_audio
+from common.model import fast_load
 from common.model.loading import import_nemo_asr, load_model
 
 

@@ -162,8 +162,10 @@ def test_srt_of_several_inputs_without_output_dir_is_an_option_error(capsys, tin
 
 
 def test_random_model_is_labelled(capsys):
+    import pathlib
+    import tempfile
+
     from tests.conftest import write_speech
-    import tempfile, pathlib
 
     with tempfile.TemporaryDirectory() as folder:
         clip = write_speech(pathlib.Path(folder) / "c.wav", "hello there", seed=1)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import accuracy_run_perf
-from common.engine.transcriber import plan_batches
 from common.device.clocks import latency_stats, percentile
+from common.engine.transcriber import plan_batches
 
 
 def test_statistics_on_known_values():
@@ -87,9 +87,9 @@ def test_csv_has_one_row_per_configuration(perf_run):
 def test_nemo_transcribe_does_not_leave_the_model_in_training_mode(tiny_nemo, clips):
     """NeMo's transcribe() unfreezes (= trains) encoder and decoder on exit; dropout would then
     make every later batched-engine result random."""
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
     from common.inputs.audio import load_audio
     from common.model.loading import load_model
-    from common.engine.transcriber import TranscribeOptions, transcribe_signals
 
     loaded = load_model(str(tiny_nemo), "cpu")
     signal = [load_audio(clips[0])]

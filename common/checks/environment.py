@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..model import random_models
 from ..device.accelerators import cuda_device_count, npu_inventory, parse_device_spec, probe_npu
 from ..device.environment import package_version
 from ..errors import ToolkitError
+from ..model import random_models
 from ..model.loading import ModelSource, resolve_model_source
 from ..model.nemo_archive import read_nemo_config
 

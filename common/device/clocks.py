@@ -6,7 +6,6 @@ import math
 import statistics
 import time
 from contextlib import contextmanager
-
 from typing import Optional
 
 from . import counters

@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from .precision import autocast
 from ..device.clocks import timed
+from .precision import autocast
 
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])

@@ -11,14 +11,14 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
-from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
-from .batched import decode_batch, local_attention
+from ..device.clocks import module_timer
 from ..errors import SetupError, ToolkitError
+from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
+from .batched import decode_batch, local_attention
 from .precision import autocast
 from .records import FileRecord, Timestamp, Transcript
-from ..device.clocks import module_timer
 
 ENGINES = ("nemo", "batched")
 

@@ -14,8 +14,15 @@ from ..device.accelerators import DeviceChoice, device_name, prepare_device
 from ..device.environment import collect_environment
 from ..errors import InputError, SetupError
 from ..inputs.sources import AudioInput
-from ..measure.accuracy import (AccuracyOptions, compare_file, failed_entry, summarize, summary_line,
-                                transcribe_side, warm_up)
+from ..measure.accuracy import (
+    AccuracyOptions,
+    compare_file,
+    failed_entry,
+    summarize,
+    summary_line,
+    transcribe_side,
+    warm_up,
+)
 from ..measure.compare import NORMALIZER
 from ..model.loading import ModelPool, ModelSource, model_identity
 from ..outputs.paths import check_output_file

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..measure.accuracy import AccuracyOptions
-from .accuracy import AccuracyRun, accuracy_check
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
-from ..files import write_json_atomic
 from ..engine.precision import check_dtype_for_device
+from ..files import write_json_atomic
 from ..inputs.sources import collect_inputs
-from ..model.loading import ModelPool, resolve_model_source
+from ..measure.accuracy import AccuracyOptions
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
+from ..model.loading import ModelPool, resolve_model_source
+from .accuracy import AccuracyRun, accuracy_check
 
 REFERENCE_DEVICE = "cpu"
 ACCURACY_FILE = "accuracy.json"  # the accuracy stage's own results, beside report.json

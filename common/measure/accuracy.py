@@ -12,8 +12,15 @@ from ..errors import ToolkitError
 from ..inputs.audio import duration_seconds, load_audio
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
-from .compare import (aligned_word_offsets, corpus_error_rates, error_rates, normalize_english, summarize_drift,
-                      timestamp_drift, word_differences)
+from .compare import (
+    aligned_word_offsets,
+    corpus_error_rates,
+    error_rates,
+    normalize_english,
+    summarize_drift,
+    timestamp_drift,
+    word_differences,
+)
 
 
 @dataclass(frozen=True)

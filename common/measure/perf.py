@@ -11,15 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from ..inputs.audio import duration_seconds, load_audio
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
+from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
+from ..engine.transcriber import TranscribeOptions, plan_batches, transcribe_signals
 from ..errors import InputError
+from ..inputs.audio import duration_seconds, load_audio
 from ..inputs.sources import collect_inputs
 from ..model.loading import LoadedModel, ModelPool, ModelSource, configure_decoding
-from ..device.clocks import latency_stats, rtfx, timed
-from ..engine.transcriber import TranscribeOptions, transcribe_signals
-from ..engine.transcriber import plan_batches
 
 STAGE_NAMES = ("features", "encoder", "decoding")
 

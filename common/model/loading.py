@@ -14,9 +14,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import SetupError
 from . import random_models
 from .demo_model import DEMO_NAME, DEMO_NOTE, DEMO_PATH
-from ..errors import SetupError
 from .nemo_archive import ModelError, check_extracted_dir, check_nemo_archive
 
 PRETRAINED_NAME = "nvidia/parakeet-tdt-0.6b-v2"
