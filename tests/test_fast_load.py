@@ -135,6 +135,19 @@ def test_a_changed_nemo_invalidates_the_cache(tiny_nemo, tmp_path, cache_root):
     assert not old.exists(), "the stale extraction of the same file is removed"
 
 
+def test_an_extraction_being_read_is_not_removed_by_a_newer_version(tiny_nemo, tmp_path, cache_root):
+    copy = tmp_path / "model.nemo"
+    shutil.copy(tiny_nemo, copy)
+    with fast_load.extraction(copy) as (old, _):  # a reader of the old version holds it
+        os.utime(copy, ns=(0, os.stat(copy).st_mtime_ns + 10**9))
+        new, _ = fast_load.extracted_folder(copy)
+        assert new != old and (old / "model_config.yaml").is_file(), "still being read: kept"
+        model = fast_load.load_extracted(old)
+    assert model.cfg.decoding.model_type == "tdt"
+    fast_load.extracted_folder(copy)
+    assert not old.exists() and new.exists(), "removed once nobody holds it"
+
+
 def test_a_half_written_extraction_is_never_used(tiny_nemo, cache_root):
     prefix, key = fast_load._cache_key(tiny_nemo)
     cache_root.mkdir(parents=True)

@@ -2,11 +2,15 @@
 
 restore_from() untars the whole .nemo into a temp folder on every call, builds the model with
 random initialisation of every parameter, then copies the checkpoint's weights over them. Here:
-the .nemo is extracted once into a cache (keyed by path, size and mtime; published by an atomic
-rename, so a half-written extraction is never used), parameter initialisation is skipped in the
-building thread only (the checkpoint overwrites every parameter), and the weights are
+the .nemo is extracted once into a cache (keyed by path, size and mtime), parameter
+initialisation is skipped (the checkpoint overwrites every parameter), and the weights are
 memory-mapped and assigned to the model without a copy. Same parameters, same outputs as
 restore_from() (tested).
+
+The cache is shared by every process of every user of the cache folder: one lock file per
+cached version (filelock) guards its extraction and every read of it, so any number of
+processes can extract and load the same model at once, and the extraction of a newer version
+removes an older one only while nobody holds the older one's lock.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path
+from typing import Iterator
 
 from .nemo_archive import CONFIG_NAME, WEIGHTS_NAME
 
+LOCKS_FOLDER = ".locks"
 # NeMo's AppState (where "nemo:" artifact paths resolve) is one per process: one build at a time.
 _RESTORE_STATE_LOCK = threading.Lock()
 
@@ -34,38 +40,78 @@ def extraction_cache_root() -> Path:
     return default_cache_dir() / "extracted"
 
 
-def _cache_key(nemo_path: Path) -> tuple[str, str]:
+def _cache_key(nemo_path: Path, stat: os.stat_result | None = None) -> tuple[str, str]:
     """(prefix shared by every version of this path, full key of this version)."""
-    stat = nemo_path.stat()
+    stat = stat or nemo_path.stat()
     path_hash = hashlib.sha1(str(nemo_path.resolve()).encode()).hexdigest()[:10]
     prefix = f"{nemo_path.stem}-{path_hash}-"
     return prefix, f"{prefix}{stat.st_size}-{stat.st_mtime_ns}"
 
 
-def extracted_folder(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> tuple[Path, bool]:
-    """The cached extraction of `nemo_path`, extracting it first if needed; returns (folder, reused)."""
+def _version_lock(root: Path, key: str, timeout: float = -1):
+    """The inter-process lock of one cached version. Lock files live apart from the versions
+    so that globbing for versions never meets them."""
+    from filelock import FileLock
+
+    (root / LOCKS_FOLDER).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root / LOCKS_FOLDER / f"{key}.lock"), timeout=timeout)
+
+
+@contextlib.contextmanager
+def extraction(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> Iterator[tuple[Path, bool]]:
+    """Yield (folder, reused): the cached extraction of `nemo_path`, extracted first if needed,
+    with its lock held so that no other process removes it while the caller reads it. Older
+    extractions of the same path are removed afterwards when nobody holds them."""
     nemo_path = Path(nemo_path)
     root = cache_root or extraction_cache_root()
-    prefix, key = _cache_key(nemo_path)
-    final = root / key
-    if (final / CONFIG_NAME).is_file():
-        return final, True
     root.mkdir(parents=True, exist_ok=True)
+    # Key and content come from one open file: a .nemo replaced meanwhile cannot mix them up.
+    with open(nemo_path, "rb") as archive_file:
+        prefix, key = _cache_key(nemo_path, os.fstat(archive_file.fileno()))
+        folder = root / key
+        with _version_lock(root, key):
+            reused = (folder / CONFIG_NAME).is_file()
+            if not reused:
+                _extract(archive_file, root, key)
+            yield folder, reused
+    _remove_unused_versions(root, prefix, keep=key)
+
+
+def _extract(archive_file, root: Path, key: str) -> None:
+    """Extract into a private folder, then rename it into place. Called with the version's lock
+    held, so any leftover of `key` (a crashed extraction) is nobody's and can go."""
+    for leftover in root.glob(f".{key}.partial-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.rmtree(root / key, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.partial-"))
     try:
-        with tarfile.open(nemo_path, "r:*") as archive:
+        with tarfile.open(fileobj=archive_file, mode="r:*") as archive:
             archive.extractall(partial, filter="data")
-        try:
-            os.rename(partial, final)  # atomic: the folder appears complete or not at all
-        except OSError:
-            if not (final / CONFIG_NAME).is_file():  # not another process winning the race
-                raise
+        os.rename(partial, root / key)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    for stale in root.glob(prefix + "*"):  # older versions of the same .nemo
-        if stale != final:
-            shutil.rmtree(stale, ignore_errors=True)
-    return final, False
+
+
+def _remove_unused_versions(root: Path, prefix: str, keep: str) -> None:
+    """Remove the other cached versions of the same .nemo path, each only if its lock is free
+    right now: one being read by another process stays until a later call."""
+    from filelock import Timeout
+
+    for other in root.glob(prefix + "*"):
+        if other.name == keep:
+            continue
+        try:
+            with _version_lock(root, other.name, timeout=0):
+                shutil.rmtree(other, ignore_errors=True)
+        except Timeout:
+            pass
+
+
+def extracted_folder(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> tuple[Path, bool]:
+    """The cached extraction of `nemo_path` (folder, reused). The lock is released on return:
+    to read the folder safely while other versions may be extracted, use `extraction()`."""
+    with extraction(nemo_path, cache_root) as found:
+        return found
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,6 +217,8 @@ def load_extracted(folder: str | os.PathLike):
 
 
 def fast_restore(nemo_path: str | os.PathLike):
-    """The model of a .nemo file via the extraction cache; returns (model, cache_was_reused)."""
-    folder, reused = extracted_folder(nemo_path)
-    return load_extracted(folder), reused
+    """The model of a .nemo file via the extraction cache; returns (model, cache_was_reused).
+    The extraction stays locked while the model is built from it (other processes loading the
+    same version wait that long); the memory-mapped weights outlive a later removal."""
+    with extraction(nemo_path) as (folder, reused):
+        return load_extracted(folder), reused
