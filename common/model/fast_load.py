@@ -3,8 +3,8 @@
 restore_from() untars the whole .nemo into a temp folder on every call, builds the model with
 random initialisation of every parameter, then copies the checkpoint's weights over them. Here:
 the .nemo is extracted once into a cache (keyed by path, size and mtime), parameter
-initialisation is skipped (the checkpoint overwrites every parameter), and the weights are
-memory-mapped and assigned to the model without a copy. Same parameters, same outputs as
+initialisation is skipped in the building thread only (the checkpoint overwrites every
+parameter), and the weights are memory-mapped and assigned to the model without a copy. Same parameters, same outputs as
 restore_from() (tested).
 
 The cache is shared by every process of every user of the cache folder: one lock file per
