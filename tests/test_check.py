@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -63,7 +64,55 @@ def test_dry_run_failures(capsys, tiny_nemo, clips, tmp_path, problem):
     expected_name = f"audio {audio}" if problem == "missing_audio" else "model"
     assert failed[0]["name"] == expected_name and failed[0]["fix"]
     if problem == "corrupt_model":
-        assert "not a .nemo archive" in failed[0]["value"]
+        assert "damaged .nemo (cut short" in failed[0]["value"]
+
+
+def damaged_copy(tiny_nemo, path, cut_at: float = 1.0, flip_at: float | None = None):
+    """A copy of the test model cut to a fraction of its length, or with one byte inverted."""
+    data = bytearray(open(tiny_nemo, "rb").read())
+    if flip_at is not None:
+        data[int(len(data) * flip_at)] ^= 0xFF
+    path.write_bytes(bytes(data[: int(len(data) * cut_at)]))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["cut at 60%", "byte flipped in the weights"])
+def test_dry_run_reads_the_nemo_to_its_end(capsys, tiny_nemo, clips, tmp_path, damage):
+    if damage == "cut at 60%":
+        model = damaged_copy(tiny_nemo, tmp_path / "cut.nemo", cut_at=0.6)
+        expected = "cut short"
+    else:  # the weights are the last ~85% of the file
+        model = damaged_copy(tiny_nemo, tmp_path / "flipped.nemo", flip_at=0.7)
+        expected = "checksum mismatch"
+    code, doc = dry_run(capsys, "--model", model, "--audio", clips[0])
+    failed = [c for c in doc["checks"] if c["status"] == "FAIL"]
+    assert code == 1 and [c["name"] for c in failed] == ["model"]
+    assert expected in failed[0]["value"] and "\n" not in failed[0]["value"]
+    assert failed[0]["fix"] == "re-download or re-export the .nemo"
+
+
+def test_dry_run_passes_an_intact_extracted_folder_and_fails_a_corrupted_one(capsys, tiny_nemo, clips, tmp_path):
+    import tarfile
+
+    folder = tmp_path / "extracted"
+    with tarfile.open(tiny_nemo) as archive:
+        archive.extractall(folder, filter="data")
+    code, doc = dry_run(capsys, "--model", folder, "--audio", clips[0])
+    assert code == 0 and by_name(doc)["model"]["status"] == "PASS"
+    damaged_copy(folder / "model_weights.ckpt", folder / "model_weights.ckpt", flip_at=0.5)
+    code, doc = dry_run(capsys, "--model", folder, "--audio", clips[0])
+    assert code == 1 and "checksum mismatch" in by_name(doc)["model"]["value"]
+
+
+def test_loading_a_cut_nemo_is_a_one_line_setup_error(tiny_nemo, clips, tmp_path):
+    model = damaged_copy(tiny_nemo, tmp_path / "cut.nemo", cut_at=0.6)
+    env = {**os.environ, "PARAKEET_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, str(REPO / "inference.py"), "--model", str(model), "--json", clips[0]],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "damaged .nemo (cut short" in lines[0] and "re-download or re-export the .nemo" in lines[0]
 
 
 def test_dry_run_table_names_fixes(capsys, tmp_path):

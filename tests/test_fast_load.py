@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 
 import pytest
 import torch
@@ -33,13 +34,84 @@ def test_same_parameters_and_outputs_as_restore_from(tiny_nemo, clips, cache_roo
     assert [h.text for h in got] == [h.text for h in expected]
 
 
-def test_initialisation_is_really_skipped_and_restored_afterwards():
+def init_surface() -> dict:
+    """Every object a process-wide patch of parameter initialisation would replace: the
+    torch.nn.init functions, every Module class's own reset_parameters, Tensor's samplers."""
+    surface = {f"init.{name}": getattr(torch.nn.init, name) for name in dir(torch.nn.init)
+               if name.endswith("_") and not name.startswith("_")}
+    surface.update({f"Tensor.{name}": getattr(torch.Tensor, name) for name in ("uniform_", "normal_")})
+    seen, stack = set(), [torch.nn.Module]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+    surface.update({f"{cls.__module__}.{cls.__qualname__}": vars(cls)["reset_parameters"] for cls in seen
+                    if "reset_parameters" in vars(cls)})
+    return surface
+
+
+def assert_same_objects(before: dict, after: dict) -> None:
+    changed = [name for name in before if after.get(name) is not before[name]]
+    assert not changed, f"patched: {changed[:5]}"
+
+
+def initialisation_is_random() -> bool:
+    layer = torch.nn.Linear(64, 64)
+    return bool(layer.weight.std() > 0.01 and torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5)
+
+
+def test_initialisation_is_really_skipped_inside_and_random_afterwards():
     with fast_load.skip_parameter_init():
-        layer = torch.nn.Linear(4, 4)
-        filled = torch.nn.init.normal_(torch.zeros(3))
-    assert torch.equal(filled, torch.zeros(3))
-    fresh = torch.nn.init.normal_(torch.zeros(1000))
-    assert fresh.std() > 0.5 and layer.weight.shape == (4, 4)
+        weight = torch.nn.Parameter(torch.zeros(64, 64))
+        for initialise in (torch.nn.init.kaiming_uniform_, torch.nn.init.xavier_normal_,
+                           torch.nn.init.trunc_normal_, torch.nn.init.sparse_):
+            initialise(weight, *([0.5] if initialise is torch.nn.init.sparse_ else []))
+            assert torch.equal(weight, torch.zeros(64, 64)), initialise.__name__
+        torch.nn.init.orthogonal_(weight)  # its QR is skipped: the result is not orthogonal
+        assert not torch.allclose(weight @ weight.T, torch.eye(64), atol=1e-3)
+        assert torch.equal(torch.nn.init.normal_(torch.zeros(3)), torch.zeros(3))
+        assert torch.zeros(1000).normal_().std() > 0.5, "random draws on other tensors stay real"
+    assert initialisation_is_random()
+    torch.nn.init.orthogonal_(weight)
+    assert torch.allclose(weight @ weight.T, torch.eye(64), atol=1e-3)
+
+
+def test_no_global_patch_while_another_thread_skips_initialisation():
+    before = init_surface()
+    inside, release, seen_inside = threading.Event(), threading.Event(), []
+
+    def build_without_init():
+        with fast_load.skip_parameter_init():
+            seen_inside.append(torch.equal(torch.nn.init.normal_(torch.zeros(8)), torch.zeros(8)))
+            inside.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=build_without_init)
+    worker.start()
+    try:
+        assert inside.wait(30)
+        assert_same_objects(before, init_surface())
+        assert initialisation_is_random(), "this thread initialises normally meanwhile"
+    finally:
+        release.set()
+        worker.join()
+    assert seen_inside == [True], "the worker's own initialisation was skipped"
+    assert_same_objects(before, init_surface())
+
+
+def test_a_load_in_another_thread_patches_nothing(tiny_nemo, cache_root):
+    folder, _ = fast_load.extracted_folder(tiny_nemo)
+    before, samples, loaded = init_surface(), [], []
+    worker = threading.Thread(target=lambda: loaded.extend(fast_load.load_extracted(folder) for _ in range(3)))
+    worker.start()
+    while worker.is_alive():
+        assert_same_objects(before, init_surface())
+        samples.append(initialisation_is_random())
+    worker.join()
+    assert len(loaded) == 3 and all(samples) and samples
+    assert_same_objects(before, init_surface())
+    assert initialisation_is_random()
 
 
 def test_second_load_reuses_the_cache(tiny_nemo, cache_root):
@@ -61,6 +133,19 @@ def test_a_changed_nemo_invalidates_the_cache(tiny_nemo, tmp_path, cache_root):
     new, reused = fast_load.extracted_folder(copy)
     assert not reused and new != old
     assert not old.exists(), "the stale extraction of the same file is removed"
+
+
+def test_an_extraction_being_read_is_not_removed_by_a_newer_version(tiny_nemo, tmp_path, cache_root):
+    copy = tmp_path / "model.nemo"
+    shutil.copy(tiny_nemo, copy)
+    with fast_load.extraction(copy) as (old, _):  # a reader of the old version holds it
+        os.utime(copy, ns=(0, os.stat(copy).st_mtime_ns + 10**9))
+        new, _ = fast_load.extracted_folder(copy)
+        assert new != old and (old / "model_config.yaml").is_file(), "still being read: kept"
+        model = fast_load.load_extracted(old)
+    assert model.cfg.decoding.model_type == "tdt"
+    fast_load.extracted_folder(copy)
+    assert not old.exists() and new.exists(), "removed once nobody holds it"
 
 
 def test_a_half_written_extraction_is_never_used(tiny_nemo, cache_root):

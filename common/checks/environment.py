@@ -21,7 +21,7 @@ from ..device.environment import package_version
 from ..errors import ToolkitError
 from ..model import random_models
 from ..model.loading import ModelSource, resolve_model_source
-from ..model.nemo_archive import read_nemo_config
+from ..model.nemo_archive import DAMAGED_FIX, DamagedModelError, read_nemo_config, verify_nemo_archive
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 ASCEND_ROOT = Path("/usr/local/Ascend")
@@ -135,6 +135,8 @@ def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
     """Checks of --model, and the bytes on disk (None if unknown)."""
     try:
         source = resolve_model_source(spec)
+    except DamagedModelError as error:
+        return [_damaged(error)], None
     except ToolkitError as error:
         return [Check("model", FAIL, str(error).replace(f"--model {spec}: ", ""), "pass --model with a "
                       "parakeet-tdt-0.6b-v2.nemo file, an extracted folder, demo or random:parakeet")], None
@@ -150,13 +152,19 @@ def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
 
 
 def _local_model_checks(source: ModelSource) -> tuple[list[Check], Optional[int]]:
+    """The model file read to its end: tar intact, config readable, weights matching their checksums."""
     size = (sum(f.stat().st_size for f in Path(source.path).rglob("*") if f.is_file())
             if source.kind == "extracted_dir" else os.path.getsize(source.path))
     try:
+        verify_nemo_archive(source.path)
+    except DamagedModelError as error:
+        return [_damaged(error)], size
+    try:
         config = read_nemo_config(source.path)
     except Exception as error:
-        return [Check("model", FAIL, f"{source.path}: model_config.yaml unreadable ({error})",
-                      "re-download or re-export the .nemo")], size
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return [Check("model", FAIL, f"{source.path}: model_config.yaml unreadable ({first_line})",
+                      DAMAGED_FIX)], size
     target = str(config.get("target", "?")).rsplit(".", 1)[-1]
     decoding = config.get("decoding") or {}
     decoder = decoding.get("model_type") or (config.get("loss") or {}).get("loss_name") or "rnnt"
@@ -164,6 +172,10 @@ def _local_model_checks(source: ModelSource) -> tuple[list[Check], Optional[int]
     ok = "RNNT" in target.upper() or "TRANSDUCER" in target.upper() or "HYBRID" in target.upper()
     return [_check("model", ok, value, "this toolkit runs NeMo RNNT/TDT models (EncDecRNNTBPEModel)",
                    warn_only=True)], size
+
+
+def _damaged(error: DamagedModelError) -> Check:
+    return Check("model", FAIL, f"{error.path}: damaged .nemo ({error.detail})", error.fix)
 
 
 def audio_checks(paths: list[str]) -> list[Check]:

@@ -6,29 +6,35 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from typing import Optional
 
 import numpy as np
 
 from ..device.clocks import timed
+from ..device.environment import package_version
 from .precision import autocast
 
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
-# Recent NeMo's transcribe() pads in-memory clips shorter than this, half before and half after
-# (like Lhotse); NeMo 2.2 does not. The batched engine follows the installed NeMo.
+# NeMo's transcribe() pads in-memory clips shorter than this, half before and half after (like
+# Lhotse), from nemo_toolkit 2.7.0 on (NeMo PR #15317; absent in 2.6.2, present in 2.7.0 and 3.0.0).
+# Earlier versions do not. The batched engine follows the installed NeMo.
 MIN_SECONDS = 1.0
+PADDING_NEMO_VERSION = (2, 7)
+
+
+def pads_short_clips(nemo_version: Optional[str]) -> bool:
+    """Whether this nemo_toolkit version pads short in-memory clips (None: not installed)."""
+    numbers = re.match(r"(\d+)\.(\d+)", nemo_version or "")
+    return bool(numbers) and (int(numbers[1]), int(numbers[2])) >= PADDING_NEMO_VERSION
 
 
 @functools.lru_cache(maxsize=1)
 def nemo_pads_short_clips() -> bool:
-    try:
-        from nemo.collections.asr.parts.mixins.transcription import TranscriptionTensorDataset
-    except ImportError:
-        return False
-    return hasattr(TranscriptionTensorDataset, "_pad_audio")
+    return pads_short_clips(package_version("nemo_toolkit"))
 
 
 def pad_short(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:

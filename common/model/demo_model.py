@@ -10,5 +10,5 @@ from __future__ import annotations
 from pathlib import Path
 
 DEMO_NAME = "demo"
-DEMO_PATH = Path(__file__).resolve().parents[1] / "demo" / "parakeet-tdt-demo.nemo"
+DEMO_PATH = Path(__file__).resolve().parents[2] / "demo" / "parakeet-tdt-demo.nemo"
 DEMO_NOTE = "demo model: 2.5M parameters trained on synthetic espeak-ng speech, not parakeet"

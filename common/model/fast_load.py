@@ -2,28 +2,36 @@
 
 restore_from() untars the whole .nemo into a temp folder on every call, builds the model with
 random initialisation of every parameter, then copies the checkpoint's weights over them. Here:
-the .nemo is extracted once into a cache (keyed by path, size and mtime; published by an atomic
-rename, so a half-written extraction is never used), parameter initialisation is skipped (the
-checkpoint overwrites every parameter), and the weights are memory-mapped and assigned to the
-model without a copy. Same parameters, same outputs as restore_from() (tested).
+the .nemo is extracted once into a cache (keyed by path, size and mtime), parameter
+initialisation is skipped in the building thread only (the checkpoint overwrites every
+parameter), and the weights are memory-mapped and assigned to the model without a copy. Same parameters, same outputs as
+restore_from() (tested).
+
+The cache is shared by every process of every user of the cache folder: one lock file per
+cached version (filelock) guards its extraction and every read of it, so any number of
+processes can extract and load the same model at once, and the extraction of a newer version
+removes an older one only while nobody holds the older one's lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
+import threading
+import weakref
 from pathlib import Path
+from typing import Iterator
 
 from .nemo_archive import CONFIG_NAME, WEIGHTS_NAME
 
-# torch.nn.init functions that fill tensors in place; during construction they become no-ops.
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
-                   "sparse_")
+LOCKS_FOLDER = ".locks"
+# NeMo's AppState (where "nemo:" artifact paths resolve) is one per process: one build at a time.
+_RESTORE_STATE_LOCK = threading.Lock()
 
 
 def extraction_cache_root() -> Path:
@@ -32,78 +40,163 @@ def extraction_cache_root() -> Path:
     return default_cache_dir() / "extracted"
 
 
-def _cache_key(nemo_path: Path) -> tuple[str, str]:
+def _cache_key(nemo_path: Path, stat: os.stat_result | None = None) -> tuple[str, str]:
     """(prefix shared by every version of this path, full key of this version)."""
-    stat = nemo_path.stat()
+    stat = stat or nemo_path.stat()
     path_hash = hashlib.sha1(str(nemo_path.resolve()).encode()).hexdigest()[:10]
     prefix = f"{nemo_path.stem}-{path_hash}-"
     return prefix, f"{prefix}{stat.st_size}-{stat.st_mtime_ns}"
 
 
-def extracted_folder(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> tuple[Path, bool]:
-    """The cached extraction of `nemo_path`, extracting it first if needed; returns (folder, reused)."""
+def _version_lock(root: Path, key: str, timeout: float = -1):
+    """The inter-process lock of one cached version. Lock files live apart from the versions
+    so that globbing for versions never meets them."""
+    from filelock import FileLock
+
+    (root / LOCKS_FOLDER).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root / LOCKS_FOLDER / f"{key}.lock"), timeout=timeout)
+
+
+@contextlib.contextmanager
+def extraction(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> Iterator[tuple[Path, bool]]:
+    """Yield (folder, reused): the cached extraction of `nemo_path`, extracted first if needed,
+    with its lock held so that no other process removes it while the caller reads it. Older
+    extractions of the same path are removed afterwards when nobody holds them."""
     nemo_path = Path(nemo_path)
     root = cache_root or extraction_cache_root()
-    prefix, key = _cache_key(nemo_path)
-    final = root / key
-    if (final / CONFIG_NAME).is_file():
-        return final, True
     root.mkdir(parents=True, exist_ok=True)
+    # Key and content come from one open file: a .nemo replaced meanwhile cannot mix them up.
+    with open(nemo_path, "rb") as archive_file:
+        prefix, key = _cache_key(nemo_path, os.fstat(archive_file.fileno()))
+        folder = root / key
+        with _version_lock(root, key):
+            reused = (folder / CONFIG_NAME).is_file()
+            if not reused:
+                _extract(archive_file, root, key)
+            yield folder, reused
+    _remove_unused_versions(root, prefix, keep=key)
+
+
+def _extract(archive_file, root: Path, key: str) -> None:
+    """Extract into a private folder, then rename it into place. Called with the version's lock
+    held, so any leftover of `key` (a crashed extraction) is nobody's and can go."""
+    for leftover in root.glob(f".{key}.partial-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.rmtree(root / key, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.partial-"))
     try:
-        with tarfile.open(nemo_path, "r:*") as archive:
+        with tarfile.open(fileobj=archive_file, mode="r:*") as archive:
             archive.extractall(partial, filter="data")
-        try:
-            os.rename(partial, final)  # atomic: the folder appears complete or not at all
-        except OSError:
-            if not (final / CONFIG_NAME).is_file():  # not another process winning the race
-                raise
+        os.rename(partial, root / key)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    for stale in root.glob(prefix + "*"):  # older versions of the same .nemo
-        if stale != final:
-            shutil.rmtree(stale, ignore_errors=True)
-    return final, False
+
+
+def _remove_unused_versions(root: Path, prefix: str, keep: str) -> None:
+    """Remove the other cached versions of the same .nemo path, each only if its lock is free
+    right now: one being read by another process stays until a later call."""
+    from filelock import Timeout
+
+    for other in root.glob(prefix + "*"):
+        if other.name == keep:
+            continue
+        try:
+            with _version_lock(root, other.name, timeout=0):
+                shutil.rmtree(other, ignore_errors=True)
+        except Timeout:
+            pass
+
+
+def extracted_folder(nemo_path: str | os.PathLike, cache_root: Path | None = None) -> tuple[Path, bool]:
+    """The cached extraction of `nemo_path` (folder, reused). The lock is released on return:
+    to read the folder safely while other versions may be extracted, use `extraction()`."""
+    with extraction(nemo_path, cache_root) as found:
+        return found
+
+
+@functools.lru_cache(maxsize=1)
+def _skip_init_mode_class():
+    """A TorchFunctionMode that turns parameter initialisation into no-ops in the thread that
+    enters it, and nowhere else: no module attribute is patched.
+
+    - torch.nn.init.uniform_/normal_/constant_/kaiming_uniform_ dispatch to the mode themselves
+      (has_torch_function_variadic); they return their tensor untouched. These cover Linear,
+      Conv, LSTM, Embedding and NeMo's own initialisers.
+    - The other torch.nn.init functions (xavier_*, kaiming_normal_, trunc_normal_, sparse_,
+      orthogonal_) do not dispatch, but call Tensor.uniform_/normal_ on the parameter, or on a
+      scratch tensor made from it with new_empty (orthogonal_, whose QR is the slow part on big
+      matrices). Those calls are skipped only for such disposable tensors: a parameter, or a
+      tensor made from one by new_empty; QR of a disposable tensor returns empty factors.
+      Random draws on any other tensor (buffers, scratch of a rejection loop) stay real.
+    Skipped parameters hold uninitialised memory until the checkpoint is assigned over them."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    init = torch.nn.init
+    skipped_initialisers = {init.uniform_, init.normal_, init.constant_, init.kaiming_uniform_}
+    random_fills = {torch.Tensor.uniform_, torch.Tensor.normal_}
+
+    class SkipInitMode(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self._disposable: dict[int, weakref.ref] = {}  # id -> tensor made from a parameter
+
+        def _is_disposable(self, tensor) -> bool:
+            if isinstance(tensor, torch.nn.Parameter):
+                return True
+            ref = self._disposable.get(id(tensor))
+            return ref is not None and ref() is tensor
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in skipped_initialisers:
+                return args[0] if args else kwargs["tensor"]
+            if func in random_fills and self._is_disposable(args[0]):
+                return args[0]
+            if func is torch.linalg.qr and args and self._is_disposable(args[0]):
+                return _empty_qr(args[0])
+            result = func(*args, **kwargs)
+            if func is torch.Tensor.new_empty and self._is_disposable(args[0]):
+                self._disposable[id(result)] = weakref.ref(result)
+            return result
+
+    def _empty_qr(matrix):
+        *batch, rows, cols = matrix.shape
+        k = min(rows, cols)
+        return torch.return_types.linalg_qr((matrix.new_empty((*batch, rows, k)),
+                                             matrix.new_empty((*batch, k, cols))))
+
+    return SkipInitMode
 
 
 @contextlib.contextmanager
 def skip_parameter_init():
-    """Make torch.nn.init and modules' reset_parameters() no-ops while a model is built."""
-    import torch
-
-    saved = [(torch.nn.init, name, getattr(torch.nn.init, name)) for name in _INIT_FUNCTIONS
-             if hasattr(torch.nn.init, name)]
-    module_types = [cls for cls in _all_module_types() if "reset_parameters" in vars(cls)]
-    saved += [(cls, "reset_parameters", vars(cls)["reset_parameters"]) for cls in module_types]
-    try:
-        for owner, name, _ in saved:
-            if owner is torch.nn.init:
-                setattr(owner, name, lambda tensor, *args, **kwargs: tensor)
-            else:
-                setattr(owner, name, lambda self, *args, **kwargs: None)
+    """Skip random parameter initialisation in this thread while a model is built (see
+    _skip_init_mode_class). Other threads, and this one afterwards, are unaffected."""
+    with _skip_init_mode_class()():
         yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
 
 
-def _all_module_types():
-    import torch
+@contextlib.contextmanager
+def _nemo_restoring_from(folder: Path):
+    """Tell NeMo a model is being restored from `folder`, so that "nemo:" artifact paths (the
+    tokenizer) resolve against it; the previous state comes back afterwards. Public AppState
+    properties, the same two that NeMo's private ModelPT._set_model_restore_state sets."""
+    from nemo.utils import AppState
 
-    seen, stack = set(), [torch.nn.Module]
-    while stack:
-        cls = stack.pop()
-        for sub in cls.__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                stack.append(sub)
-    return seen
+    state = AppState()
+    with _RESTORE_STATE_LOCK:
+        saved = state.is_model_being_restored, state.nemo_file_folder
+        state.is_model_being_restored, state.nemo_file_folder = True, str(folder)
+        try:
+            yield
+        finally:
+            state.is_model_being_restored, state.nemo_file_folder = saved
 
 
 def load_extracted(folder: str | os.PathLike):
     """Build the model from an extracted .nemo folder and assign its memory-mapped weights."""
     import torch
-    from nemo.core.classes.modelPT import ModelPT
     from nemo.utils.model_utils import import_class_by_path
     from omegaconf import OmegaConf
 
@@ -113,13 +206,8 @@ def load_extracted(folder: str | os.PathLike):
         config = config.model
     OmegaConf.set_struct(config, True)
     model_class = import_class_by_path(config.target)
-    # "nemo:" artifact paths (the tokenizer) resolve against this folder while restoring.
-    ModelPT._set_model_restore_state(is_being_restored=True, folder=str(folder))
-    try:
-        with skip_parameter_init():
-            model = model_class.from_config_dict(config=config)
-    finally:
-        ModelPT._set_model_restore_state(is_being_restored=False)
+    with _nemo_restoring_from(folder), skip_parameter_init():
+        model = model_class.from_config_dict(config=config)
     state_dict = torch.load(folder / WEIGHTS_NAME, map_location="cpu", mmap=True, weights_only=True)
     result = model.load_state_dict(state_dict, strict=True, assign=True)
     if result.missing_keys or result.unexpected_keys:
@@ -129,6 +217,8 @@ def load_extracted(folder: str | os.PathLike):
 
 
 def fast_restore(nemo_path: str | os.PathLike):
-    """The model of a .nemo file via the extraction cache; returns (model, cache_was_reused)."""
-    folder, reused = extracted_folder(nemo_path)
-    return load_extracted(folder), reused
+    """The model of a .nemo file via the extraction cache; returns (model, cache_was_reused).
+    The extraction stays locked while the model is built from it (other processes loading the
+    same version wait that long); the memory-mapped weights outlive a later removal."""
+    with extraction(nemo_path) as (folder, reused):
+        return load_extracted(folder), reused

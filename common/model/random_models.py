@@ -187,8 +187,16 @@ def random_model_path(name: str, cache_dir: Path | None = None) -> Path:
 
 
 def cached_random_model(name: str, cache_dir: Path | None = None) -> Path:
-    """Path of the cached .nemo for `random:<size>`, building and saving it on first use."""
+    """Path of the cached .nemo for `random:<size>`, building and saving it on first use. One
+    process builds it; others asking meanwhile wait for that build instead of each writing their
+    own file (a rewritten .nemo would invalidate the extractions the others are reading)."""
+    from filelock import FileLock
+
     path = random_model_path(name, cache_dir)
-    if not path.is_file():
-        save_random_model(_size(name), path)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        if not path.is_file():  # nobody built it while we waited
+            save_random_model(_size(name), path)
     return path
