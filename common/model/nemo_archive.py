@@ -10,7 +10,6 @@ of the weights and checks them against the checksums of the checkpoint's own zip
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import tarfile
