@@ -26,7 +26,8 @@ from ..measure.accuracy import (
 from ..measure.compare import NORMALIZER
 from ..model.loading import ModelPool, ModelSource, model_identity
 from ..outputs.paths import check_output_file
-from ..outputs.stream import RecordStream, input_key, stream_path_for
+from ..outputs.stream import RecordStream, stream_path_for
+from .pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class _Sides:
         self.target_key, self.reference_key = (target_source, target.device), (reference_source, reference.device)
         self.warmed = False
 
-    def _warm(self, items: list[AudioInput]) -> None:
+    def warm(self, items: list[AudioInput]) -> None:
         if not self.warmed:
             reference = None if self.reused else self.pool.get(*self.reference_key)
             warm_up(self.pool.get(*self.target_key), reference, items, self.options)
@@ -139,25 +140,17 @@ class _Sides:
 
 def _compare_all(items: list[AudioInput], sides: _Sides, stream: Optional[RecordStream], run: AccuracyRun,
                  options: AccuracyOptions) -> list[dict]:
+    """Every input compared, one per batch, each kept in the stream as soon as it is done."""
     from tqdm import tqdm
 
-    keys = [input_key(item.path) if item.error is None else None for item in items]
-    done = stream.done if stream else {}
-    files: list[Optional[dict]] = [dict(done[k], path=item.path) if k in done and not done[k].get("error") else None
-                                   for item, k in zip(items, keys)]
-    remaining = [i for i, f in enumerate(files) if f is None]
-    try:
-        for index in tqdm(remaining, unit="file", disable=not run.progress, leave=False):
-            item = items[index]
-            sides._warm(items)
-            files[index] = _compare_one(item, sides, run.truth_text, options)
-            if stream:
-                stream.append([(keys[index], files[index])])
-    except BaseException as error:
-        if stream is None:
-            raise
-        stream.stop(error, run.command_line, run.say)
-    return files
+    pipeline = Pipeline(items, stream, lambda entry, item: dict(entry, path=item.path), run.say, run.command_line)
+
+    def batches():
+        for index in tqdm(pipeline.remaining, unit="file", disable=not run.progress, leave=False):
+            sides.warm(items)
+            yield [(index, _compare_one(items[index], sides, run.truth_text, options))]
+
+    return pipeline.run(batches(), lambda entry: entry)
 
 
 def _compare_one(item: AudioInput, sides: _Sides, truth_text: Optional[str], options: AccuracyOptions) -> dict:

@@ -24,7 +24,8 @@ from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel, ModelSource, describe, load_model, model_identity
 from ..outputs.documents import inference_document, model_summary, record_entry, write_outputs
 from ..outputs.paths import check_outputs
-from ..outputs.stream import RecordStream, input_key, stream_path_for
+from ..outputs.stream import RecordStream, stream_path_for
+from .pipeline import Pipeline
 
 
 def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
@@ -117,36 +118,11 @@ def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
     stream_path = stream_path_for(plan.output, plan.output_dir)
     stream = RecordStream(stream_path, job.fingerprint(), plan.resume,
                           "add --resume to continue it") if stream_path else None
-    keys = [input_key(item.path) if item.error is None else None for item in job.items]
-    records = _finished_records(job.items, keys, stream)
-    if stream and stream.done:
-        job.say(f"resuming: {sum(r is not None for r in records)} of {len(records)} input(s) already done "
-                f"({stream.path})")
-    try:
-        for batch in job.batches([i for i, record in enumerate(records) if record is None]):
-            for index, record in batch:
-                records[index] = record
-            if stream:
-                stream.append((keys[i], record.to_dict()) for i, record in batch)
-            _report_batch(job, plan, batch)
-    except BaseException as error:
-        if stream is None:
-            raise
-        stream.stop(error, plan.command_line, job.say)
+    pipeline = Pipeline(job.items, stream, lambda entry, item: FileRecord.from_dict({**entry, "path": item.path}),
+                        job.say, plan.command_line)
+    records = pipeline.run(job.batches(pipeline.remaining), FileRecord.to_dict,
+                           lambda batch: _report_batch(job, plan, batch))
     return _finish(job, plan, records, stream)
-
-
-def _finished_records(items: list[AudioInput], keys: list, stream: Optional[RecordStream]) -> list:
-    """Records an earlier run finished (successfully) for these inputs; None where work remains."""
-    done = stream.done if stream else {}
-    records: list[Optional[FileRecord]] = []
-    for item, key in zip(items, keys):
-        entry = done.get(key) if key else None
-        if entry is not None and entry.get("error") is None:
-            records.append(FileRecord.from_dict({**entry, "path": item.path}))
-        else:
-            records.append(None)
-    return records
 
 
 def _report_batch(job: InferenceJob, plan: OutputPlan, batch: list[tuple[int, FileRecord]]) -> None:
