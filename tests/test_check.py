@@ -162,6 +162,10 @@ def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, ti
     perf = doc["perf"]["results"][0]
     assert f"| cpu | {perf['stats']['median']:.4f} | {perf['stats']['p90']:.4f} | {perf['rtfx']:.2f} |" in markdown
     assert len(perf["latencies"]) == 2
+    cold = doc["cold_start"]
+    assert cold["device"] == "cpu" and cold["first_call_seconds"] > 0 and "before any other stage" in cold["measured"]
+    assert doc["perf"]["cold_start"]["cpu"]["first_call_seconds"] == cold["first_call_seconds"]
+    assert f"Cold start on cpu: import {cold['import_seconds']:.2f} s" in markdown
     for entry in doc["accuracy"]["accuracy"]["files"]:
         assert entry["device"]["text"][:50] in markdown
 
