@@ -196,5 +196,5 @@ def smoke_markdown(document: dict) -> str:
     if cold:
         lines += ["", f"Cold start on {cold['device']}: import {cold['import_seconds']:.2f} s, load "
                       f"{cold['load_seconds']:.2f} s, first call {cold['first_call_seconds']:.3f} s "
-                      f"({_md_cell(cold['measured'])})."]
+                      f"(measured {cold['measured']})."]
     return "\n".join(lines) + "\n"
