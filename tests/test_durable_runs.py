@@ -217,3 +217,14 @@ def test_reference_results_are_reused_not_recomputed(capsys, tiny_nemo, clips, t
                               "--json", clips[3]])
     document = json.loads(capsys.readouterr().out)
     assert code == 1 and "not in --reference-results" in document["accuracy"]["files"][0]["error"]
+
+
+def test_failed_accuracy_run_leaves_an_existing_output_untouched(capsys, tmp_path):
+    import accuracy_run
+
+    output = tmp_path / "good.json"
+    output.write_text('{"good": true}\n')
+    code = accuracy_run.main(["--model", "random:tiny", "--device", "cpu", "--output", str(output),
+                              str(tmp_path / "gone.wav")])
+    assert code == 1 and output.read_text() == '{"good": true}\n'
+    assert "left as it was" in capsys.readouterr().err
