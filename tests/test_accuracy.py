@@ -8,6 +8,7 @@ import json
 import pytest
 
 import accuracy_run
+import inference
 from common.measure.compare import error_rates, normalize_english, timestamp_drift, word_differences
 
 
@@ -34,7 +35,10 @@ def other_seed_nemo(tmp_path_factory):
     return save_random_model("tiny", tmp_path_factory.mktemp("model2") / "tiny-seed1.nemo", seed=1)
 
 
-def test_cpu_vs_cpu_agrees_completely(capsys, tiny_nemo, clips, tmp_path):
+def test_cpu_vs_cpu_agrees_completely(capsys, tiny_nemo, nemo_model, clips, tmp_path):
+    """The agreeing report. Both sides are the same model on the same device here, so agreement
+    proves nothing by itself: the texts are checked against NeMo's own transcribe() (the bf16 test
+    below shows that the two sides are computed apart)."""
     out_file = tmp_path / "results.json"
     code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--output", out_file, *clips)
     assert code == 0
@@ -45,8 +49,11 @@ def test_cpu_vs_cpu_agrees_completely(capsys, tiny_nemo, clips, tmp_path):
     assert agg["drift"]["start_max"] == 0.0 and agg["drift"]["end_max"] == 0.0 and agg["drift"]["aligned_words"] > 0
     assert doc["accuracy"]["verdict"] == {"passed": True, "failures": [],
                                           "thresholds": {"min_match": 1.0, "max_wer": 0.0}}
+    expected = [h.text for h in nemo_model.transcribe(clips, batch_size=1, verbose=False)]
+    assert [entry["reference"]["text"] for entry in doc["accuracy"]["files"]] == expected
     for entry in doc["accuracy"]["files"]:
         assert entry["match"] and entry["reference"]["text"] == entry["device"]["text"]
+        assert entry["reference"]["words"] and entry["device"]["words"] == entry["reference"]["words"]
         assert entry["device"]["rtfx"] == pytest.approx(entry["duration"] / entry["device"]["latency"], rel=1e-2)
     assert doc["environment"]["torch"] and doc["target"]["dtype"] == "fp32"
     assert out.splitlines()[-1].startswith("PASS: 4/4 files match exactly")
@@ -76,16 +83,30 @@ def test_a_different_model_is_a_real_mismatch(capsys, tiny_nemo, other_seed_nemo
     assert "first differences (reference -> cpu)" in out
 
 
-def test_bf16_on_cpu_is_measured_not_assumed(capsys, tiny_nemo, clips):
-    """bf16 autocast really runs (the encoder output changes); whether the text changes is reported."""
+def test_bf16_target_and_fp32_reference_are_computed_apart(capsys, tiny_nemo, clips):
+    """The target side really runs at bf16 and the reference at fp32: each equals a separate
+    inference.py run at its precision, and on random weights bf16 changes the text of some clip
+    (a target run at fp32, or a side copied from the other, would agree everywhere)."""
     code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--dtype", "bf16", "--json",
                        "--min-match", "0", "--max-wer", "100", *clips)
     doc = json.loads(out)
     assert code == 0 and doc["target"]["dtype"] == "bf16"
+    files = doc["accuracy"]["files"]
+
+    def separately(dtype):
+        assert inference.main(["--model", str(tiny_nemo), "--device", "cpu", "--engine", "nemo", "--batch-size", "1",
+                               "--dtype", dtype, "--json", *clips]) == 0
+        return [r["text"] for r in json.loads(capsys.readouterr().out)["results"]]
+
+    assert [f["reference"]["text"] for f in files] == separately("fp32")
+    assert [f["device"]["text"] for f in files] == separately("bf16")
+    assert any(f["device"]["text"] != f["reference"]["text"] for f in files), "bf16 changed nothing: did it run?"
     agg = doc["accuracy"]["aggregate"]
-    assert agg["match_rate"] == agg["exact_matches"] / agg["compared"]
-    for entry in doc["accuracy"]["files"]:
-        assert entry["match"] == (entry["wer"] == 0.0 and entry["reference"]["text"] == entry["device"]["text"])
+    assert agg["match_rate"] == agg["exact_matches"] / agg["compared"] < 1
+    for entry in files:
+        ref, dev = entry["reference"]["text"].split(), entry["device"]["text"].split()
+        assert entry["match"] == (ref == dev)
+        assert entry["wer"] == pytest.approx(levenshtein(ref, dev) / len(ref))
 
 
 def test_ground_truth_from_truth_text_and_manifest(capsys, tiny_nemo, clips, tmp_path):

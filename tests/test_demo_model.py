@@ -83,21 +83,31 @@ def test_nemo_restore_from_and_transcribe_use_it_as_is(capsys):
             assert [w["end"] for w in ours] == pytest.approx([w["end"] for w in theirs], abs=tolerance)
 
 
+# bf16 vs fp32 on the 20 shipped clips, measured here (accuracy_run.py, this 2-core EPYC): 19/20
+# identical transcripts, WER 0.015 between them, word starts moved by up to one encoder frame
+# (0.08 s); against the truth 0.130 (fp32) and 0.115 (bf16). Over 600 held-out clips 594 agree
+# (README). The bounds leave room for other CPUs' bf16 kernels, not for a broken bf16 path.
+MIN_BF16_MATCH = 0.85
+MAX_BF16_WER = 0.05
+
+
 def test_bf16_agreement_with_fp32_is_measured(capsys):
-    """accuracy_run.py cpu-bf16 vs cpu-fp32 on a model whose words mean something: the
-    agreement is reported, not assumed; it is high but need not be perfect."""
+    """accuracy_run.py cpu-bf16 vs cpu-fp32 on a model whose words mean something: bf16 agrees
+    with fp32 as measured, and it visibly ran (some word or timestamp moved: fp32 twice cannot)."""
     code, doc = run_json(accuracy_run.main, capsys, "--model", "demo", "--device", "cpu", "--dtype", "bf16",
                          "--min-match", "0", "--max-wer", "1", MANIFEST)
     assert code == 0
     aggregate = doc["accuracy"]["aggregate"]
     assert aggregate["compared"] == 20 and aggregate["errors"] == 0
-    assert 0 <= aggregate["match_rate"] <= 1 and aggregate["wer"] <= 0.1
-    # ground truth from the manifest: both precisions are scored against what was spoken
-    assert aggregate["truth"]["files"] == 20
-    assert aggregate["truth"]["reference"]["wer"] <= MAX_CLIPS_WER
-    assert aggregate["truth"]["device"]["wer"] <= MAX_CLIPS_WER + 0.05
-    differing = [f for f in doc["accuracy"]["files"] if not f["match"]]
-    assert len(differing) == round((1 - aggregate["match_rate"]) * 20)
+    assert aggregate["match_rate"] >= MIN_BF16_MATCH and aggregate["wer"] <= MAX_BF16_WER, aggregate
+    drift = aggregate["drift"]
+    assert aggregate["wer"] > 0 or drift["start_max"] > 0 or drift["end_max"] > 0, \
+        f"bf16 left every word and timestamp as fp32 had them: did it run? {aggregate}"
+    assert drift["aligned_words"] >= 100 and drift["start_max"] <= 0.16 + 1e-6, drift  # two encoder frames at most
+    # ground truth from the manifest: both precisions are scored against what was spoken, alike
+    truth = aggregate["truth"]
+    assert truth["files"] == 20 and truth["reference"]["wer"] <= MAX_CLIPS_WER
+    assert abs(truth["device"]["wer"] - truth["reference"]["wer"]) <= MAX_BF16_WER, truth
 
 
 def test_missing_demo_file_is_one_clear_error(monkeypatch, capsys, tmp_path):

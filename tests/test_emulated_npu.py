@@ -34,10 +34,36 @@ def cpu_reference(tiny_nemo, clips):
     return json.loads(proc.stdout)["results"]
 
 
-@pytest.mark.parametrize("extra", [["--engine", "nemo"], ["--engine", "batched"],
-                                   ["--engine", "batched", "--decoder-device", "cpu"]])
-def test_inference_on_npu_equals_cpu(tiny_nemo, clips, cpu_reference, extra):
-    proc = emulated("inference.py", "--model", tiny_nemo, "--device", "npu:0", "--timestamps", "all", "--json",
+# Runs inference.main() under the emulator with a global forward hook recording, per module class,
+# the devices of the tensors going in and out and of the module's own parameters; prints them last.
+PLACEMENT_PROBE = """
+import collections, json, sys, torch
+from tests.emulated_npu import install
+install()
+seen = collections.defaultdict(set)
+def record(module, args, output):
+    tensors = [t for t in torch.utils._pytree.tree_leaves((args, output)) if isinstance(t, torch.Tensor)]
+    tensors += list(module.parameters(recurse=False))
+    seen[type(module).__name__].update(t.device.type for t in tensors)
+torch.nn.modules.module.register_module_forward_hook(record)
+import inference
+code = inference.main(sys.argv[2:])
+print("placement: " + json.dumps({name: sorted(devices) for name, devices in seen.items()}), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def placement(stderr: str) -> dict:
+    line = [line for line in stderr.splitlines() if line.startswith("placement: ")][-1]
+    return json.loads(line.split(": ", 1)[1])
+
+
+@pytest.mark.parametrize("extra, decoder_on", [(["--engine", "nemo"], "npu"), (["--engine", "batched"], "npu"),
+                                               (["--engine", "batched", "--decoder-device", "cpu"], "cpu")])
+def test_inference_on_npu_equals_cpu(tiny_nemo, clips, cpu_reference, extra, decoder_on):
+    """Same texts and timestamps as the CPU, with the encoder really on the npu and the TDT decoder
+    (embedding, LSTM) and joint network (Sequential) really where --decoder-device puts them."""
+    proc = emulated("-c", PLACEMENT_PROBE, "--model", tiny_nemo, "--device", "npu:0", "--timestamps", "all", "--json",
                     *extra, *clips[:2])
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -46,6 +72,11 @@ def test_inference_on_npu_equals_cpu(tiny_nemo, clips, cpu_reference, extra):
         assert ours["device"] == "npu:0"
         assert ours["text"] == reference["text"]
         assert ours["timestamps"] == reference["timestamps"]
+    devices = placement(proc.stderr)
+    for encoder_part in ("AudioToMelSpectrogramPreprocessor", "ConvSubsampling", "ConformerLayer", "ConformerEncoder"):
+        assert devices[encoder_part] == ["npu"], (encoder_part, devices)
+    for decoder_part in ("Embedding", "LSTM", "Sequential"):
+        assert devices[decoder_part] == [decoder_on], (decoder_part, devices)
 
 
 def test_accuracy_npu_vs_cpu(tiny_nemo, clips, tmp_path):

@@ -49,11 +49,28 @@ def test_text_and_timestamps_match_nemo(capsys, tiny_nemo, nemo_model, clips, ba
         assert result["timestamps"]["char"], "char timestamps requested but missing"
 
 
-def test_timestamps_switch_off_again(capsys, tiny_nemo, clips):
-    """NeMo keeps timestamps on once asked; a later run without them must not carry them."""
-    run_json(capsys, "--model", tiny_nemo, "--timestamps", "word", clips[0])
-    code, doc, _ = run_json(capsys, "--model", tiny_nemo, clips[0])
-    assert code == 0 and "timestamps" not in doc["results"][0]
+def test_timestamps_switch_off_again(tiny_nemo, clips):
+    """NeMo keeps computing timestamps once asked (the decoding config is the model's): a later
+    call without them on the same loaded model must turn NeMo's timestamp computation off again."""
+    from common import load_model
+    from common.engine.batched import decode_batch
+    from common.inputs.audio import load_audio
+
+    model = load_model(str(tiny_nemo), device="cpu")
+    nemo = model.loaded.model
+    signal = load_audio(clips[0])
+
+    def nemo_word_timestamps() -> bool:
+        """Whether NeMo's own decoding of this model now yields word timestamps."""
+        hypothesis = decode_batch(nemo, [signal], "cpu")[0]
+        return isinstance(hypothesis.timestamp, dict) and "word" in hypothesis.timestamp
+
+    assert model.transcribe(signal, timestamps="word").words
+    assert nemo_word_timestamps() and nemo.cfg.decoding.compute_timestamps
+    record = model.transcribe(signal)
+    assert record.timestamps is None and record.text
+    assert not nemo_word_timestamps() and not nemo.cfg.decoding.compute_timestamps
+    assert model.transcribe(signal, timestamps="word").words  # and on again
 
 
 def test_resampled_and_stereo_inputs_give_the_original_text(capsys, tiny_nemo, tmp_path, clips):

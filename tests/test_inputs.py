@@ -4,6 +4,7 @@ is decoded with a warning rather than rejected."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 
@@ -138,3 +139,49 @@ def test_folder_scan_finds_every_format_and_follows_linked_folders_once(tmp_path
     found = [item.path for item in collect_inputs([str(corpus)])]
     assert found == [str(corpus / name) for name in ("a.opus", "b.aiff", "c.AIF", "linked/e.flac", "real/d.wav")]
     assert all(load_audio(path).size == 1600 for path in found)
+
+
+# ------------------------------------------------------------------ relative paths in a manifest
+
+
+def test_relative_manifest_paths_beside_the_manifest_then_in_the_working_folder(capsys, tiny_nemo, clips, tmp_path,
+                                                                                monkeypatch):
+    """NeMo's rule first (relative to the manifest's folder), then the working folder (exported
+    manifests), else an error for that line naming both tries; the other lines still run."""
+    import shutil
+
+    from tests.test_inference import run_json
+
+    data, work = tmp_path / "data" / "set", tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    data.mkdir(parents=True)
+    shutil.copy(clips[0], data / "a.wav")  # only beside the manifest
+    shutil.copy(clips[1], work / "sub" / "b.wav")  # only in the working folder
+    shutil.copy(clips[2], data / "both.wav")  # in both: the manifest's folder wins
+    shutil.copy(clips[3], work / "both.wav")
+    manifest = data / "dev.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": name}) + "\n"
+                                for name in ("a.wav", "sub/b.wav", "both.wav", "missing.wav")))
+    monkeypatch.chdir(work)
+
+    code, doc, err = run_json(capsys, "--model", tiny_nemo, "--audio", manifest, *clips[:3])
+    results = doc["results"]
+    assert code == 1
+    assert [r["path"] for r in results[:3]] == [str(data / "a.wav"), str(work / "sub" / "b.wav"),
+                                                str(data / "both.wav")]
+    direct = [r["text"] for r in results[4:]]
+    assert [r["text"] for r in results[:3]] == direct and all(direct)
+    expected = (f"{manifest}:4: audio file not found: tried {data / 'missing.wav'} (relative to the manifest) "
+                f"and {work / 'missing.wav'} (relative to the working folder)")
+    assert results[3]["error"] == expected and results[3]["text"] is None
+    assert expected in err
+    assert doc["summary"]["ok"] == 6 and doc["summary"]["failed"] == 1
+
+
+def test_a_manifest_in_the_working_folder_tries_one_place(tmp_path, monkeypatch):
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "gone.wav"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    [item] = read_manifest("dev.jsonl")
+    assert item.error == (f"dev.jsonl:1: audio file not found: tried {tmp_path / 'gone.wav'} "
+                          "(relative to the manifest and to the working folder)")

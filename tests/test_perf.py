@@ -61,9 +61,9 @@ def test_results_file_is_complete_and_self_consistent(perf_run, clips):
         assert result["rtfx"] == pytest.approx(audio / stats["median"], rel=1e-3)
         for run_stages, latency in zip(result["stages"], result["latencies"]):
             measured = sum(v["seconds"] for k, v in run_stages.items() if k != "other")
-            assert measured <= latency + 1e-4
-            assert sum(v["seconds"] for v in run_stages.values()) == pytest.approx(latency, abs=1e-3)
+            assert measured <= latency + 1e-4  # no stage counted twice
             assert {"features", "encoder"} <= set(run_stages)
+            assert all(v["seconds"] > 0 for k, v in run_stages.items() if k != "other"), run_stages
             assert ("decoding" in run_stages) == (cfg["engine"] == "batched")
         batches = result["batches"]
         assert sorted(e["index"] for b in batches for e in b) == list(range(len(clips)))
@@ -73,6 +73,33 @@ def test_results_file_is_complete_and_self_consistent(perf_run, clips):
         assert result["engine_check"]["identical"] and result["memory"]["peak"] > 0
     texts = {tuple(r["texts"]) for r in doc["results"]}
     assert len(texts) == 1, "every configuration must produce the same transcripts at fp32"
+
+
+@pytest.mark.parametrize("engine", ["nemo", "batched"])
+@pytest.mark.parametrize("slowed", ["preprocessor", "encoder"])
+def test_stage_times_land_on_the_module_that_spent_them(tiny_nemo, clips, engine, slowed):
+    """A known delay after every forward() of one module (a forward hook that sleeps, far longer
+    than the tiny model's own stages) must be counted in that module's stage, and make it the
+    longest of the timed stages."""
+    import time
+
+    from common.measure.perf import PerfConfig, PerfOptions, benchmark, load_signals
+    from common.model.loading import load_model
+
+    delay = 3.0
+    loaded = load_model(str(tiny_nemo), "cpu")
+    inputs = load_signals(clips[:2])
+    handle = getattr(loaded.model, slowed).register_forward_hook(lambda *_: time.sleep(delay))
+    try:
+        result = benchmark(loaded, inputs.signals, inputs.durations, PerfConfig("cpu", "fp32", engine, 2),
+                           PerfOptions(warmup=0, runs=1, check_engines=False), first_call=False)
+    finally:
+        handle.remove()
+    assert len(result["batches"]) == 1
+    timed_stages = {name: value["seconds"] for name, value in result["stages"][0].items() if name != "other"}
+    stage = {"preprocessor": "features", "encoder": "encoder"}[slowed]
+    assert timed_stages[stage] >= delay, timed_stages
+    assert max(timed_stages, key=timed_stages.get) == stage, timed_stages
 
 
 def test_csv_has_one_row_per_configuration(perf_run):

@@ -83,8 +83,10 @@ def _identity(folder: str, report) -> Optional[tuple[int, int]]:
 
 def read_manifest(manifest: str) -> list[AudioInput]:
     """NeMo manifest: one JSON object per line with audio_filepath, optional duration and text.
-    Relative audio paths are taken relative to the manifest's folder, as NeMo does. Each line
-    that cannot be used is an error input; a manifest that cannot be read at all is one."""
+    A relative audio path is taken relative to the manifest's folder (NeMo's rule) if the file is
+    there, else relative to the working folder (as exported manifests often mean it), else that
+    line is an error naming both tries. Each line that cannot be used is an error input; a
+    manifest that cannot be read at all is one."""
     base = os.path.dirname(os.path.abspath(manifest))
     items = []
     try:
@@ -112,10 +114,29 @@ def _manifest_entry(line: bytes, where: str, base: str) -> AudioInput:
         return AudioInput(where, error=f"{where}: invalid JSON (nested too deeply)")
     if not isinstance(entry, dict) or not isinstance(entry.get("audio_filepath"), str):
         return AudioInput(where, error=f"{where}: no 'audio_filepath' string")
-    path = os.path.join(base, os.path.expanduser(entry["audio_filepath"]))
+    path, error = _audio_path(os.path.expanduser(entry["audio_filepath"]), base)
+    if error:
+        return AudioInput(where, error=f"{where}: {error}")
     text = entry.get("text")
-    return AudioInput(os.path.normpath(path), text=text if isinstance(text, str) else None,
-                      duration=_seconds(entry.get("duration")))
+    return AudioInput(path, text=text if isinstance(text, str) else None, duration=_seconds(entry.get("duration")))
+
+
+def _audio_path(path: str, base: str) -> tuple[str, Optional[str]]:
+    """(the path to read, None), or (the path, why it cannot be found) for a relative path found
+    neither beside the manifest nor in the working folder. An absolute path is taken as it is:
+    reading it says what is wrong with it."""
+    if os.path.isabs(path):
+        return os.path.normpath(path), None
+    beside_manifest = os.path.normpath(os.path.join(base, path))
+    in_working_folder = os.path.normpath(os.path.abspath(path))
+    for candidate in (beside_manifest, in_working_folder):
+        if os.path.lexists(candidate):
+            return candidate, None
+    if beside_manifest == in_working_folder:
+        return beside_manifest, (f"audio file not found: tried {beside_manifest} (relative to the manifest "
+                                 "and to the working folder)")
+    return beside_manifest, (f"audio file not found: tried {beside_manifest} (relative to the manifest) "
+                             f"and {in_working_folder} (relative to the working folder)")
 
 
 def _seconds(value) -> Optional[float]:
