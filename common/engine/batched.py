@@ -5,57 +5,27 @@ its dataloader, so the same padded batch gives the same hypotheses."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import re
 from typing import Optional
 
 import numpy as np
 
 from ..device.clocks import timed
-from ..device.environment import package_version
 from .precision import autocast
 
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
-# NeMo's transcribe() pads in-memory clips shorter than this, half before and half after (like
-# Lhotse), from nemo_toolkit 2.7.0 on (NeMo PR #15317; absent in 2.6.2, present in 2.7.0 and 3.0.0).
-# Earlier versions do not. The batched engine follows the installed NeMo.
-MIN_SECONDS = 1.0
-PADDING_NEMO_VERSION = (2, 7)
-
-
-def pads_short_clips(nemo_version: Optional[str]) -> bool:
-    """Whether this nemo_toolkit version pads short in-memory clips (None: not installed)."""
-    numbers = re.match(r"(\d+)\.(\d+)", nemo_version or "")
-    return bool(numbers) and (int(numbers[1]), int(numbers[2])) >= PADDING_NEMO_VERSION
-
-
-@functools.lru_cache(maxsize=1)
-def nemo_pads_short_clips() -> bool:
-    return pads_short_clips(package_version("nemo_toolkit"))
-
-
-def pad_short(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    missing = int(MIN_SECONDS * sample_rate) - len(signal)
-    if missing <= 0 or not nemo_pads_short_clips():
-        return signal
-    return np.pad(signal, (missing // 2, missing - missing // 2))
-
-
-def pad_batch(signals: list[np.ndarray], pad_short_clips: bool = True):
-    """Zero-padded [B, T] float32 batch and lengths, as NeMo's transcribe() builds it (with
-    `pad_short_clips`, clips under a second padded as NeMo does)."""
+def pad_batch(signals: list[np.ndarray]):
+    """Zero-padded [B, T] float32 batch and lengths, as NeMo's collate builds it. Clips are not
+    padded to a minimum length: NeMo transcribing a file path does not do so either."""
     import torch
 
     signals = [np.asarray(s, dtype=np.float32) for s in signals]
-    if pad_short_clips:
-        signals = [pad_short(s) for s in signals]
     lengths = torch.tensor([len(s) for s in signals], dtype=torch.long)
     batch = torch.zeros(len(signals), int(lengths.max()), dtype=torch.float32)
     for row, signal in enumerate(signals):
-        batch[row, : len(signal)] = torch.from_numpy(np.asarray(signal, dtype=np.float32))
+        batch[row, : len(signal)] = torch.from_numpy(signal)
     return batch, lengths
 
 

@@ -155,13 +155,24 @@ def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, 
 
 def run_nemo_transcribe(model, signals: list) -> list:
     """NeMo's own transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
-    output = model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
+    output = model.transcribe(signals, override_config=transcribe_config(model, len(signals)))
     # NeMo's transcribe() ends by unfreezing encoder and decoder, which puts them in training
     # mode (dropout on): anything run on the model afterwards would be silently random.
     model.eval()
     if isinstance(output, tuple):  # some NeMo versions return (best, all)
         output = output[0]
     return list(output)
+
+
+def transcribe_config(model, batch_size: int):
+    """transcribe()'s settings for one batch of in-memory clips, treated as NeMo treats files."""
+    config = model.get_transcribe_config()
+    config.batch_size, config.return_hypotheses, config.verbose, config.num_workers = batch_size, True, False, 0
+    # From 2.7 on NeMo pads in-memory clips shorter than `pad_min_duration` (default 1 s), which
+    # file paths are not, and gives other texts for them; it looks the setting up on this config
+    # by name, so 0 turns the padding off (and versions without it ignore the attribute).
+    config.pad_min_duration = 0.0
+    return config
 
 
 def seconds_per_encoder_frame(model) -> float:
