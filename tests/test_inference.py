@@ -33,7 +33,7 @@ def nemo_reference(nemo_model, paths, batch_size):
 def test_text_and_timestamps_match_nemo(capsys, tiny_nemo, nemo_model, clips, batch_size):
     code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--timestamps", "all", "--batch-size", batch_size, *clips)
     assert code == 0
-    expected = nemo_reference(nemo_model, clips, batch_size)
+    expected = nemo_reference(nemo_model, clips, 1)  # NeMo's end times depend on batch mates (#16097)
     assert [r["path"] for r in doc["results"]] == clips
     for result, hyp in zip(doc["results"], expected):
         assert result["text"] == hyp.text

@@ -5,6 +5,7 @@ its dataloader, so the same padded batch gives the same hypotheses."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Optional
 
 import numpy as np
@@ -58,6 +59,53 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
     if isinstance(hypotheses, tuple):  # NeMo 2.x returns (best, all)
         hypotheses = hypotheses[0]
     return list(hypotheses)
+
+
+def per_clip_token_durations(model) -> None:
+    """Make the model's batched TDT decoding report each token's own duration, so that a clip's
+    end times do not depend on its batch mates (both engines decode through it).
+
+    NeMo up to 3.0 (issue #16097, fixed by PR #16098) overwrites, in the pure-PyTorch loop used
+    off CUDA graphs, the duration of a token already found with the one predicted for the next
+    frame while other clips in the batch still search for theirs. Labels and frames are right;
+    only the durations, hence end offsets, are stale. Idempotent; a no-op where the decoding is
+    not TDT label looping (changing the decoding strategy builds a new computer: call it again)."""
+    computer = getattr(getattr(model.decoding, "decoding", None), "decoding_computer", None)
+    if computer is None or not hasattr(computer, "durations") or hasattr(computer.torch_impl, "per_clip"):
+        return
+    original = computer.torch_impl
+
+    @functools.wraps(original)
+    def torch_impl(encoder_output, encoder_output_length, prev_batched_state=None, **kwargs):
+        hyps, state = original(encoder_output, encoder_output_length, prev_batched_state, **kwargs)
+        if hyps.token_durations is not None and prev_batched_state is None:
+            _recompute_durations(computer, encoder_output, hyps)
+        return hyps, state
+
+    torch_impl.per_clip = True
+    computer.torch_impl = torch_impl
+
+
+def _recompute_durations(computer, encoder_output, hyps) -> None:
+    """Each found token's duration as NeMo predicts it decoding the clip alone: the argmax of the
+    joint's duration outputs at the token's frame, given the prediction network after the tokens
+    before it (start of sequence for the first)."""
+    import torch
+
+    width = int(hyps.current_lengths.max())
+    if width == 0:
+        return
+    labels, frames = hyps.transcript[:, :width], hyps.timestamps[:, :width]
+    batch = labels.shape[0]
+    previous = torch.cat([torch.full_like(labels[:, :1], computer._SOS), labels[:, :-1]], dim=1)
+    predicted, *_ = computer.decoder.predict(previous, None, add_sos=False, batch_size=batch)
+    joint = computer.joint
+    encoder_at_tokens = joint.project_encoder(encoder_output)[torch.arange(batch, device=frames.device)[:, None], frames]
+    logits = joint.joint_after_projection(encoder_at_tokens.reshape(batch * width, 1, -1),
+                                          joint.project_prednet(predicted).reshape(batch * width, 1, -1))
+    durations = computer.durations.to(logits.device)
+    choice = logits.reshape(batch, width, -1)[..., -len(durations):].argmax(dim=-1)
+    hyps.token_durations[:, :width] = durations[choice]
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
-from .batched import decode_batch, local_attention
+from .batched import decode_batch, local_attention, per_clip_token_durations
 from .precision import autocast
 from .records import FileRecord, Timestamp, Transcript
 
@@ -140,6 +140,7 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict],
                 counts: Optional[dict]) -> list:
     model, device = loaded.model, loaded.device
+    per_clip_token_durations(model)
     if options.engine == "batched":
         return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device, counts)
     if loaded.decoder_device not in (None, device):
