@@ -8,6 +8,7 @@ that makes its batch fail, becomes an error for that file only.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
@@ -131,9 +132,10 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [
-        Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds)
+        Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds,
+                                                 duration_seconds(signal))
                    if options.timestamp_kinds else None, mode)
-        for h in hypotheses
+        for h, signal in zip(hypotheses, signals)
     ]
 
 
@@ -180,16 +182,23 @@ def seconds_per_encoder_frame(model) -> float:
     return float(model.cfg.preprocessor.window_stride) * int(model.encoder.subsampling_factor)
 
 
-def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: float) -> dict:
-    """NeMo's word/segment/char offsets (encoder frames) as seconds, the way NeMo converts them."""
+def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: float, duration: float) -> dict:
+    """NeMo's word/segment/char offsets (encoder frames) as seconds, the way NeMo converts them,
+    within [0, duration]: a token's predicted duration can reach frames past the audio's end."""
     raw = getattr(hypothesis, "timestamp", None) or getattr(hypothesis, "timestep", None) or {}
     out = {}
     for kind in kinds:
         entries = raw.get(kind) if isinstance(raw, dict) else None
-        out[kind] = [Timestamp(_entry_text(entry, kind), round(entry["start_offset"] * frame_seconds, 3),
-                               round(entry["end_offset"] * frame_seconds, 3))
+        out[kind] = [Timestamp(_entry_text(entry, kind), _seconds(entry["start_offset"], frame_seconds, duration),
+                               _seconds(entry["end_offset"], frame_seconds, duration))
                      for entry in entries or []]
     return out
+
+
+def _seconds(offset: int, frame_seconds: float, duration: float) -> float:
+    """Frame offset in seconds to the millisecond, rounded down at the end so it never exceeds
+    the duration."""
+    return max(0.0, min(round(offset * frame_seconds, 3), math.floor(duration * 1000) / 1000))
 
 
 def _entry_text(entry: dict, kind: str) -> str:
