@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -29,11 +30,17 @@ def nemo_reference(nemo_model, paths, batch_size):
     return list(hyps[0] if isinstance(hyps, tuple) else hyps)
 
 
+def in_clip(seconds: float, path) -> float:
+    """A NeMo time as the toolkit reports it: NeMo's end times can run past the audio; the
+    toolkit's stop at its duration, to the millisecond."""
+    return min(seconds, math.floor(soundfile.info(str(path)).duration * 1000) / 1000)
+
+
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_text_and_timestamps_match_nemo(capsys, tiny_nemo, nemo_model, clips, batch_size):
     code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--timestamps", "all", "--batch-size", batch_size, *clips)
     assert code == 0
-    expected = nemo_reference(nemo_model, clips, batch_size)
+    expected = nemo_reference(nemo_model, clips, 1)  # NeMo's end times depend on batch mates (#16097)
     assert [r["path"] for r in doc["results"]] == clips
     for result, hyp in zip(doc["results"], expected):
         assert result["text"] == hyp.text
@@ -44,8 +51,9 @@ def test_text_and_timestamps_match_nemo(capsys, tiny_nemo, nemo_model, clips, ba
             ours = result["timestamps"][kind]
             theirs = hyp.timestamp[kind]
             assert [e[key] for e in ours] == [e[key] for e in theirs]
-            assert [e["start"] for e in ours] == pytest.approx([e["start"] for e in theirs], abs=1e-3)
-            assert [e["end"] for e in ours] == pytest.approx([e["end"] for e in theirs], abs=1e-3)
+            for edge in ("start", "end"):
+                assert [e[edge] for e in ours] == \
+                    pytest.approx([in_clip(e[edge], result["path"]) for e in theirs], abs=1e-3)
         assert result["timestamps"]["char"], "char timestamps requested but missing"
 
 

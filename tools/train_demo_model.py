@@ -154,7 +154,7 @@ def features(model, clips: list[Clip], batch: int = 32):
     model.preprocessor.eval()
     with torch.inference_mode():
         for start in range(0, len(clips), batch):
-            signal, lengths = pad_batch([c.audio for c in clips[start:start + batch]], pad_short_clips=False)
+            signal, lengths = pad_batch([c.audio for c in clips[start:start + batch]])
             feats, feat_lengths = model.preprocessor(input_signal=signal, length=lengths)
             out += [feats[row, :, :n].to(torch.float16).clone() for row, n in enumerate(feat_lengths.tolist())]
     return out

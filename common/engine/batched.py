@@ -6,56 +6,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 from typing import Optional
 
 import numpy as np
 
 from ..device.clocks import timed
-from ..device.environment import package_version
 from .precision import autocast
 
 # NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
-# NeMo's transcribe() pads in-memory clips shorter than this, half before and half after (like
-# Lhotse), from nemo_toolkit 2.7.0 on (NeMo PR #15317; absent in 2.6.2, present in 2.7.0 and 3.0.0).
-# Earlier versions do not. The batched engine follows the installed NeMo.
-MIN_SECONDS = 1.0
-PADDING_NEMO_VERSION = (2, 7)
-
-
-def pads_short_clips(nemo_version: Optional[str]) -> bool:
-    """Whether this nemo_toolkit version pads short in-memory clips (None: not installed)."""
-    numbers = re.match(r"(\d+)\.(\d+)", nemo_version or "")
-    return bool(numbers) and (int(numbers[1]), int(numbers[2])) >= PADDING_NEMO_VERSION
-
-
-@functools.lru_cache(maxsize=1)
-def nemo_pads_short_clips() -> bool:
-    return pads_short_clips(package_version("nemo_toolkit"))
-
-
-def pad_short(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    missing = int(MIN_SECONDS * sample_rate) - len(signal)
-    if missing <= 0 or not nemo_pads_short_clips():
-        return signal
-    return np.pad(signal, (missing // 2, missing - missing // 2))
-
-
-def pad_batch(signals: list[np.ndarray], pad_short_clips: bool = True):
-    """Zero-padded [B, T] float32 batch and lengths, as NeMo's transcribe() builds it (with
-    `pad_short_clips`, clips under a second padded as NeMo does)."""
+def pad_batch(signals: list[np.ndarray]):
+    """Zero-padded [B, T] float32 batch and lengths, as NeMo's collate builds it. Clips are not
+    padded to a minimum length: NeMo transcribing a file path does not do so either."""
     import torch
 
     signals = [np.asarray(s, dtype=np.float32) for s in signals]
-    if pad_short_clips:
-        signals = [pad_short(s) for s in signals]
     lengths = torch.tensor([len(s) for s in signals], dtype=torch.long)
     batch = torch.zeros(len(signals), int(lengths.max()), dtype=torch.float32)
     for row, signal in enumerate(signals):
-        batch[row, : len(signal)] = torch.from_numpy(np.asarray(signal, dtype=np.float32))
+        batch[row, : len(signal)] = torch.from_numpy(signal)
     return batch, lengths
 
 
@@ -88,6 +59,53 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
     if isinstance(hypotheses, tuple):  # NeMo 2.x returns (best, all)
         hypotheses = hypotheses[0]
     return list(hypotheses)
+
+
+def per_clip_token_durations(model) -> None:
+    """Make the model's batched TDT decoding report each token's own duration, so that a clip's
+    end times do not depend on its batch mates (both engines decode through it).
+
+    NeMo up to 3.0 (issue #16097, fixed by PR #16098) overwrites, in the pure-PyTorch loop used
+    off CUDA graphs, the duration of a token already found with the one predicted for the next
+    frame while other clips in the batch still search for theirs. Labels and frames are right;
+    only the durations, hence end offsets, are stale. Idempotent; a no-op where the decoding is
+    not TDT label looping (changing the decoding strategy builds a new computer: call it again)."""
+    computer = getattr(getattr(model.decoding, "decoding", None), "decoding_computer", None)
+    if computer is None or not hasattr(computer, "durations") or hasattr(computer.torch_impl, "per_clip"):
+        return
+    original = computer.torch_impl
+
+    @functools.wraps(original)
+    def torch_impl(encoder_output, encoder_output_length, prev_batched_state=None, **kwargs):
+        hyps, state = original(encoder_output, encoder_output_length, prev_batched_state, **kwargs)
+        if hyps.token_durations is not None and prev_batched_state is None:
+            _recompute_durations(computer, encoder_output, hyps)
+        return hyps, state
+
+    torch_impl.per_clip = True
+    computer.torch_impl = torch_impl
+
+
+def _recompute_durations(computer, encoder_output, hyps) -> None:
+    """Each found token's duration as NeMo predicts it decoding the clip alone: the argmax of the
+    joint's duration outputs at the token's frame, given the prediction network after the tokens
+    before it (start of sequence for the first)."""
+    import torch
+
+    width = int(hyps.current_lengths.max())
+    if width == 0:
+        return
+    labels, frames = hyps.transcript[:, :width], hyps.timestamps[:, :width]
+    batch = labels.shape[0]
+    previous = torch.cat([torch.full_like(labels[:, :1], computer._SOS), labels[:, :-1]], dim=1)
+    predicted, *_ = computer.decoder.predict(previous, None, add_sos=False, batch_size=batch)
+    joint = computer.joint
+    encoder_at_tokens = joint.project_encoder(encoder_output)[torch.arange(batch, device=frames.device)[:, None], frames]
+    logits = joint.joint_after_projection(encoder_at_tokens.reshape(batch * width, 1, -1),
+                                          joint.project_prednet(predicted).reshape(batch * width, 1, -1))
+    durations = computer.durations.to(logits.device)
+    choice = logits.reshape(batch, width, -1)[..., -len(durations):].argmax(dim=-1)
+    hyps.token_durations[:, :width] = durations[choice]
 
 
 @contextlib.contextmanager

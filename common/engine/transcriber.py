@@ -8,6 +8,7 @@ that makes its batch fail, becomes an error for that file only.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
@@ -16,7 +17,7 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
-from .batched import decode_batch, local_attention
+from .batched import decode_batch, local_attention, per_clip_token_durations
 from .precision import autocast
 from .records import FileRecord, Timestamp, Transcript
 
@@ -131,15 +132,17 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [
-        Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds)
+        Transcript(h.text, timestamps_in_seconds(h, options.timestamp_kinds, frame_seconds,
+                                                 duration_seconds(signal))
                    if options.timestamp_kinds else None, mode)
-        for h in hypotheses
+        for h, signal in zip(hypotheses, signals)
     ]
 
 
 def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict],
                 counts: Optional[dict]) -> list:
     model, device = loaded.model, loaded.device
+    per_clip_token_durations(model)
     if options.engine == "batched":
         return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device, counts)
     if loaded.decoder_device not in (None, device):
@@ -155,7 +158,7 @@ def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, 
 
 def run_nemo_transcribe(model, signals: list) -> list:
     """NeMo's own transcribe() on in-memory 16 kHz arrays, as one batch; returns Hypotheses."""
-    output = model.transcribe(signals, batch_size=len(signals), return_hypotheses=True, verbose=False)
+    output = model.transcribe(signals, override_config=transcribe_config(model, len(signals)))
     # NeMo's transcribe() ends by unfreezing encoder and decoder, which puts them in training
     # mode (dropout on): anything run on the model afterwards would be silently random.
     model.eval()
@@ -164,20 +167,38 @@ def run_nemo_transcribe(model, signals: list) -> list:
     return list(output)
 
 
+def transcribe_config(model, batch_size: int):
+    """transcribe()'s settings for one batch of in-memory clips, treated as NeMo treats files."""
+    config = model.get_transcribe_config()
+    config.batch_size, config.return_hypotheses, config.verbose, config.num_workers = batch_size, True, False, 0
+    # From 2.7 on NeMo pads in-memory clips shorter than `pad_min_duration` (default 1 s), which
+    # file paths are not, and gives other texts for them; it looks the setting up on this config
+    # by name, so 0 turns the padding off (and versions without it ignore the attribute).
+    config.pad_min_duration = 0.0
+    return config
+
+
 def seconds_per_encoder_frame(model) -> float:
     return float(model.cfg.preprocessor.window_stride) * int(model.encoder.subsampling_factor)
 
 
-def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: float) -> dict:
-    """NeMo's word/segment/char offsets (encoder frames) as seconds, the way NeMo converts them."""
+def timestamps_in_seconds(hypothesis, kinds: tuple[str, ...], frame_seconds: float, duration: float) -> dict:
+    """NeMo's word/segment/char offsets (encoder frames) as seconds, the way NeMo converts them,
+    within [0, duration]: a token's predicted duration can reach frames past the audio's end."""
     raw = getattr(hypothesis, "timestamp", None) or getattr(hypothesis, "timestep", None) or {}
     out = {}
     for kind in kinds:
         entries = raw.get(kind) if isinstance(raw, dict) else None
-        out[kind] = [Timestamp(_entry_text(entry, kind), round(entry["start_offset"] * frame_seconds, 3),
-                               round(entry["end_offset"] * frame_seconds, 3))
+        out[kind] = [Timestamp(_entry_text(entry, kind), _seconds(entry["start_offset"], frame_seconds, duration),
+                               _seconds(entry["end_offset"], frame_seconds, duration))
                      for entry in entries or []]
     return out
+
+
+def _seconds(offset: int, frame_seconds: float, duration: float) -> float:
+    """Frame offset in seconds to the millisecond, rounded down at the end so it never exceeds
+    the duration."""
+    return max(0.0, min(round(offset * frame_seconds, 3), math.floor(duration * 1000) / 1000))
 
 
 def _entry_text(entry: dict, kind: str) -> str:
