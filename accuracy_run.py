@@ -35,6 +35,7 @@ def build_parser():
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
     parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",
                         help=argparse.SUPPRESS)  # the old name, until the next release
+    cli.add_long_audio_argument(parser)
     cli.add_threshold_arguments(parser)
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per device before timing")
     parser.add_argument("--reference-results", metavar="FILE", type=options.non_empty, default=None,
@@ -80,7 +81,7 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
-                              max_wer=args.max_wer, debug=args.debug)
+                              max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
                       command_line=args.command_line, truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)

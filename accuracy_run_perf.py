@@ -41,6 +41,7 @@ def build_parser():
     parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on the "
                              "device; batched engine only (default: same device)")
+    cli.add_long_audio_argument(parser)
     parser.add_argument("--batch-sizes", type=options.comma_list(options.integer(1)), default="1",
                         help="batch size sweep, e.g. 1,4,16")
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per configuration")
@@ -90,7 +91,8 @@ def run_benchmark(args, import_seconds: float) -> dict:
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     # with the decoder elsewhere the nemo engine cannot run, so there is no second engine to compare
     options = PerfOptions(warmup=args.warmup, runs=args.runs,
-                          check_engines=not args.no_engine_check and decoder_device is None)
+                          check_engines=not args.no_engine_check and decoder_device is None,
+                          long_audio_seconds=args.long_audio_seconds)
     progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
     pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)
     return run_perf(choices, source, pool, inputs, sweep, options, import_seconds, args.command_line, progress)

@@ -34,6 +34,7 @@ def build_parser():
     cli.add_dtype_argument(parser, "device precision")
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs before timing")
     parser.add_argument("--runs", type=options.integer(1), default=3, help="timed runs per device")
+    cli.add_long_audio_argument(parser)
     cli.add_threshold_arguments(parser)
     parser.add_argument("--report-dir", type=options.non_empty, default="reports",
                         help="where report.md and report.json are written")
@@ -69,7 +70,7 @@ def full_run(args, model_spec: str) -> int:
     options = SmokeOptions(model=model_spec, audio=tuple(paths), device=args.device, dtype=args.dtype,
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
                            quiet=not args.debug, debug=args.debug, loader=args.loader, report_dir=args.report_dir,
-                           resume=args.resume)
+                           resume=args.resume, long_audio_seconds=args.long_audio_seconds)
     os.makedirs(args.report_dir, exist_ok=True)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")

@@ -38,9 +38,7 @@ def build_parser():
     parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
                              "batched engine only (default: same as --device)")
-    parser.add_argument("--long-audio-seconds", type=options.positive, default=600.0,
-                        help="above this length the encoder switches to local attention (rel_pos_local_attn "
-                             "[128,128]) so memory grows linearly with length")
+    cli.add_long_audio_argument(parser)
     parser.add_argument("--timestamps", type=options.choice(TIMESTAMP_CHOICES), choices=TIMESTAMP_CHOICES,
                         default="none",
                         help="timestamps to report (seconds); srt/vtt turn on segments")

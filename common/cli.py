@@ -24,6 +24,8 @@ MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidi
 # at parse time; a test keeps the two equal). "direct" is the old name of "batched".
 ENGINES = ("nemo", "batched")
 ENGINE_ALIASES = {"direct": "batched"}
+# common/engine/transcriber.LONG_AUDIO_SECONDS, repeated here for parse time (a test keeps them equal).
+LONG_AUDIO_SECONDS = 600.0
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
 
 
@@ -112,6 +114,13 @@ def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
 
     # type= says a bad value in our words; choices= still lists them in --help.
     parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
+
+
+def add_long_audio_argument(parser: argparse.ArgumentParser) -> None:
+    """The long-audio rule, the same in every script: longer inputs run alone with local attention."""
+    parser.add_argument("--long-audio-seconds", type=options.positive, default=LONG_AUDIO_SECONDS,
+                        help="an input longer than this runs alone (its own batch) with local attention "
+                             "(rel_pos_local_attn [128,128]), so memory grows linearly with its length")
 
 
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:

@@ -69,11 +69,13 @@ def test_jsonl_streams_every_file_once_with_its_index(capsys, tiny_nemo, mixed_c
         assert record["path"] == mixed_clips[record["index"]] and record["text"] is not None
 
 
-def test_long_audio_switches_to_local_attention_like_nemo(capsys, tiny_nemo, mixed_clips):
+@pytest.mark.parametrize("engine", ["batched", "nemo"])
+def test_long_audio_switches_to_local_attention_like_nemo(capsys, tiny_nemo, mixed_clips, engine):
     from common.model.loading import import_nemo_asr
 
     long = mixed_clips[-1]
-    code = inference.main(["--model", str(tiny_nemo), "--long-audio-seconds", "30", "--json", long, mixed_clips[1]])
+    code = inference.main(["--model", str(tiny_nemo), "--engine", engine, "--long-audio-seconds", "30", "--json",
+                           long, mixed_clips[1]])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     long_result, short_result = doc["results"]

@@ -22,6 +22,9 @@ from .precision import autocast
 from .records import FileRecord, Timestamp, Transcript
 
 ENGINES = ("nemo", "batched")
+# The long-audio rule: an input longer than this runs alone, with local attention (common/cli.py
+# repeats the value for parse time, without numpy; a test keeps the two equal).
+LONG_AUDIO_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class TranscribeOptions:
     dtype: str = "fp32"  # fp32, or bf16/fp16 autocast
     engine: str = "nemo"  # nemo: model.transcribe(); batched: preprocessor/encoder/decoding by hand
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
-    long_audio_seconds: Optional[float] = None  # above this, local attention (None: never)
+    long_audio_seconds: float = LONG_AUDIO_SECONDS  # above this, alone and with local attention
     debug: bool = False  # re-raise model failures instead of recording them per file
 
 
@@ -40,19 +43,29 @@ def plan_batches(durations: list[float], max_files: int, max_seconds: Optional[f
     """Batches of input indices. Without a seconds budget: input order, `max_files` per batch.
     With one: longest first, each batch growing while its padded audio (files x longest) stays
     within `max_seconds` and its size within `max_files`; minimal padding, few model calls.
-    Inputs longer than `alone_above` (long audio, run with local attention) get batches of their own."""
-    if max_seconds is None:
-        order = list(range(len(durations)))
-        return [order[i:i + max_files] for i in range(0, len(order), max_files)]
+    Either way inputs longer than `alone_above` (long audio, run with local attention) get
+    batches of their own: padded to their length, short inputs would cost as much memory."""
+    def alone(index: int) -> bool:
+        return alone_above is not None and durations[index] > alone_above
+
+    def joins(batch: list[int], index: int) -> bool:
+        fits_budget = max_seconds is None or (len(batch) + 1) * durations[batch[0]] <= max_seconds
+        return len(batch) < max_files and not alone(batch[0]) and not alone(index) and fits_budget
+
+    order = range(len(durations)) if max_seconds is None else sorted(range(len(durations)),
+                                                                     key=lambda i: (-durations[i], i))
     batches: list[list[int]] = []
-    for index in sorted(range(len(durations)), key=lambda i: (-durations[i], i)):
-        batch = batches[-1] if batches else None
-        alone = alone_above is not None and durations[batch[0] if batch else index] > alone_above
-        if batch and not alone and len(batch) < max_files and (len(batch) + 1) * durations[batch[0]] <= max_seconds:
-            batch.append(index)
+    for index in order:
+        if batches and joins(batches[-1], index):
+            batches[-1].append(index)
         else:
             batches.append([index])
     return batches
+
+
+def batches_for(durations: list[float], options: TranscribeOptions) -> list[list[int]]:
+    """The batch plan every caller uses, so that long inputs always run alone."""
+    return plan_batches(durations, max(1, options.batch_size), options.batch_seconds, options.long_audio_seconds)
 
 
 def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options: TranscribeOptions,
@@ -64,8 +77,7 @@ def transcribe_inputs(loaded: LoadedModel, items: Iterable[AudioInput], options:
     items = list(items)
     durations = [planning_duration(item) for item in items]
     with tqdm(total=len(items), unit="file", disable=not progress, leave=False) as bar:
-        for batch in plan_batches(durations, max(1, options.batch_size), options.batch_seconds,
-                                  options.long_audio_seconds):
+        for batch in batches_for(durations, options):
             yield list(zip(batch, _transcribe_chunk(loaded, [items[i] for i in batch], options)))
             bar.update(len(batch))
 
@@ -122,12 +134,23 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
 
 def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOptions,
                        stages: Optional[dict] = None, counts: Optional[dict] = None) -> list[Transcript]:
-    """Transcribe 16 kHz mono arrays as one batch with the chosen engine and precision.
+    """Transcribe 16 kHz mono arrays with the chosen engine and precision, as one batch, except
+    that signals longer than `options.long_audio_seconds` run alone with local attention.
     `stages` receives seconds per stage: features, encoder and (batched engine) decoding;
     `counts` what a counting backend counted per stage (common/counters.py)."""
-    longest = max(len(s) for s in signals) / SAMPLE_RATE
-    long_audio = options.long_audio_seconds is not None and longest > options.long_audio_seconds
-    attention = contextlib.nullcontext() if not long_audio else local_attention(loaded.model)
+    durations = [len(s) / SAMPLE_RATE for s in signals]
+    transcripts: list = [None] * len(signals)
+    for batch in plan_batches(durations, len(signals), None, options.long_audio_seconds):
+        long_audio = durations[batch[0]] > options.long_audio_seconds
+        batch_transcripts = _transcribe_batch(loaded, [signals[i] for i in batch], options, long_audio, stages, counts)
+        for index, transcript in zip(batch, batch_transcripts):
+            transcripts[index] = transcript
+    return transcripts
+
+
+def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOptions, long_audio: bool,
+                      stages: Optional[dict], counts: Optional[dict]) -> list[Transcript]:
+    attention = local_attention(loaded.model) if long_audio else contextlib.nullcontext()
     with attention as mode:
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)

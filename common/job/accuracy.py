@@ -85,7 +85,8 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
     settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
     prepare_device(reference.device, exact_fp32=True)
     fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
-                   "device": target.device, "reference": reference.device, "dtype": options.dtype}
+                   "device": target.device, "reference": reference.device, "dtype": options.dtype,
+                   "long_audio_seconds": options.long_audio_seconds}
     stream_path = stream_path_for(run.output)
     stream = RecordStream(stream_path, fingerprint, run.resume, "add --resume to continue it") if stream_path else None
     sides = _Sides(pool, target, reference, target_source, reference_source, options, reused)
@@ -100,6 +101,7 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
                    "settings": settings, "reason": target.reason},
         "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
         "inputs": [item.path for item in items],
+        "long_audio_seconds": options.long_audio_seconds,
         "normalizer": NORMALIZER,
         "accuracy": result,
         "summary": summary_line(result),
@@ -130,7 +132,7 @@ class _Sides:
             self.warmed = True
 
     def target(self, signal) -> dict:
-        return transcribe_side(self.pool.get(*self.target_key), signal, self.options.dtype)
+        return transcribe_side(self.pool.get(*self.target_key), signal, self.options.side(self.options.dtype))
 
     def reference_for(self, item: AudioInput) -> Callable[[object], dict]:
         reused = self.reused.get(os.path.realpath(item.path))
@@ -138,7 +140,7 @@ class _Sides:
             return lambda _signal: reused
         if self.reused:
             raise InputError(f"{item.path}: not in --reference-results")
-        return lambda signal: transcribe_side(self.pool.get(*self.reference_key), signal, "fp32")
+        return lambda signal: transcribe_side(self.pool.get(*self.reference_key), signal, self.options.side("fp32"))
 
 
 def _compare_all(items: list[AudioInput], sides: _Sides, stream: Optional[RecordStream], run: AccuracyRun,

@@ -29,10 +29,11 @@ from .pipeline import Pipeline
 
 
 def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
-    """--timestamps none|word|segment|char|all as kinds; subtitles need segments."""
+    """--timestamps none|word|segment|char|all as kinds; subtitles need segments (sentences) and
+    words (to cut long segments into cues of readable length)."""
     kinds = TIMESTAMP_KINDS if choice == "all" else () if choice == "none" else (choice,)
     if output_format in ("srt", "vtt"):
-        kinds = tuple(dict.fromkeys(kinds + ("segment",)))
+        kinds = tuple(dict.fromkeys(kinds + ("segment", "word")))
     return kinds
 
 

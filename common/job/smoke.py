@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
 from ..engine.precision import check_dtype_for_device
+from ..engine.transcriber import LONG_AUDIO_SECONDS
 from ..files import write_json_atomic
 from ..inputs.sources import collect_inputs
 from ..measure.accuracy import AccuracyOptions
@@ -36,6 +37,7 @@ class SmokeOptions:
     loader: str = "fast"
     report_dir: Optional[str] = None  # the accuracy stage keeps its comparisons here as they finish
     resume: bool = False
+    long_audio_seconds: float = LONG_AUDIO_SECONDS  # the one long-audio rule, in every stage
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -57,7 +59,8 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     pool = ModelPool(timestamps=True, quiet=options.quiet, loader=options.loader)
     signals = load_signals(list(options.audio))
     say("cold start: loading the model and timing its first call ...")
-    document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds)
+    document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds,
+                                                options.long_audio_seconds)
     say("accuracy: comparing the device with the CPU ...")
     output = os.path.join(options.report_dir, ACCURACY_FILE) if options.report_dir else None
     accuracy_run = AccuracyRun(output=output, resume=options.resume, command_line=command_line, say=say)
@@ -69,13 +72,15 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     accuracy = accuracy_check(
         target, reference, source, source, pool, collect_inputs(list(options.audio)),
         AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
-                        max_wer=options.max_wer, debug=options.debug), accuracy_run, publish)
+                        max_wer=options.max_wer, debug=options.debug,
+                        long_audio_seconds=options.long_audio_seconds), accuracy_run, publish)
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")
     devices = list({c.device: c for c in (target, reference)}.values())
-    perf = run_perf(devices, source, pool, signals, PerfSweep(dtypes=(options.dtype,)),
-                    PerfOptions(warmup=options.warmup, runs=options.runs), import_seconds, command_line)
+    perf_options = PerfOptions(warmup=options.warmup, runs=options.runs, long_audio_seconds=options.long_audio_seconds)
+    perf = run_perf(devices, source, pool, signals, PerfSweep(dtypes=(options.dtype,)), perf_options, import_seconds,
+                    command_line)
     for device, cold in perf["cold_start"].items():  # perf's "first call" ran on a model accuracy had warmed
         cold["first_call_seconds"] = document["cold_start"]["first_call_seconds"] if device == target.device else None
     document["perf"] = perf

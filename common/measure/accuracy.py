@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..device.clocks import rtfx, timed
-from ..engine.transcriber import TranscribeOptions, transcribe_signals
+from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, transcribe_signals
 from ..errors import ToolkitError
 from ..inputs.audio import duration_seconds, load_audio
 from ..inputs.sources import AudioInput
@@ -30,22 +30,31 @@ class AccuracyOptions:
     min_match: float = 1.0
     max_wer: float = 0.0
     debug: bool = False
+    long_audio_seconds: float = LONG_AUDIO_SECONDS  # the same long-audio rule on both sides
+
+    def side(self, dtype: str) -> TranscribeOptions:
+        """How one side transcribes: one file at a time, word timestamps, at `dtype`."""
+        return TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype,
+                                 long_audio_seconds=self.long_audio_seconds)
 
 
-def _timed_transcript(loaded: LoadedModel, signal, dtype: str) -> tuple:
-    options = TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype)
+def _timed_transcript(loaded: LoadedModel, signal, options: TranscribeOptions) -> tuple:
     sink: dict = {}
     with timed(loaded.device, sink, "seconds"):
         transcript = transcribe_signals(loaded, [signal], options)[0]
     return transcript, sink["seconds"]
 
 
-def transcribe_side(loaded: LoadedModel, signal, dtype: str) -> dict:
-    """One device's side of a comparison: text, word timestamps, latency and RTFx."""
-    transcript, seconds = _timed_transcript(loaded, signal, dtype)
+def transcribe_side(loaded: LoadedModel, signal, options: TranscribeOptions) -> dict:
+    """One device's side of a comparison: text, word timestamps, latency and RTFx, and the
+    attention when long audio switched it."""
+    transcript, seconds = _timed_transcript(loaded, signal, options)
     duration = duration_seconds(signal)
-    return {"text": transcript.text, "words": [w.to_dict("word") for w in transcript.timestamps["word"]],
+    side = {"text": transcript.text, "words": [w.to_dict("word") for w in transcript.timestamps["word"]],
             "latency": round(seconds, 4), "rtfx": round(rtfx(duration, seconds), 3)}
+    if transcript.attention:
+        side["attention"] = transcript.attention
+    return side
 
 
 def compare_file(target: Callable[[object], dict], reference: Callable[[object], dict], item: AudioInput,
@@ -92,8 +101,8 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
             continue
         for _ in range(options.warmup):
             if reference is not None:
-                _timed_transcript(reference, signal, "fp32")
-            _timed_transcript(target, signal, options.dtype)
+                _timed_transcript(reference, signal, options.side("fp32"))
+            _timed_transcript(target, signal, options.side(options.dtype))
         return
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
 from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
-from ..engine.transcriber import TranscribeOptions, plan_batches, transcribe_signals
+from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, batches_for, transcribe_signals
 from ..errors import InputError
 from ..inputs.audio import duration_seconds, load_audio
 from ..inputs.sources import collect_inputs
@@ -74,20 +74,27 @@ class PerfOptions:
     warmup: int = 1
     runs: int = 5
     check_engines: bool = True  # run the other engine once and compare transcripts
+    long_audio_seconds: float = LONG_AUDIO_SECONDS  # longer inputs: a batch of their own, local attention
 
 
-def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], config: PerfConfig,
-             stages: Optional[dict] = None, counts: Optional[dict] = None) -> tuple[float, list[str]]:
-    """Transcribe every input once; returns wall seconds and the texts in input order."""
-    options = TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine)
-    texts: list = [None] * len(signals)
+def pass_options(config: PerfConfig, options: PerfOptions) -> TranscribeOptions:
+    """How a configuration transcribes: longest first, `batch_size` inputs per batch (no seconds
+    budget), under the long-audio rule."""
+    return TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine,
+                             batch_seconds=float("inf"), long_audio_seconds=options.long_audio_seconds)
+
+
+def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], options: TranscribeOptions,
+             stages: Optional[dict] = None, counts: Optional[dict] = None) -> tuple[float, list]:
+    """Transcribe every input once; returns wall seconds and the transcripts in input order."""
+    transcripts: list = [None] * len(signals)
     sink: dict = {}
     with timed(loaded.device, sink, "total", counts):
         for batch in batches:
-            transcripts = transcribe_signals(loaded, [signals[i] for i in batch], options, stages, counts)
-            for index, transcript in zip(batch, transcripts):
-                texts[index] = transcript.text
-    return sink["total"], texts
+            for index, transcript in zip(batch, transcribe_signals(loaded, [signals[i] for i in batch], options,
+                                                                   stages, counts)):
+                transcripts[index] = transcript
+    return sink["total"], transcripts
 
 
 def stage_counts(counts: dict) -> Optional[dict]:
@@ -112,26 +119,28 @@ def stage_breakdown(stages: dict, total: float) -> dict:
 def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config: PerfConfig,
               options: PerfOptions, first_call: bool) -> dict:
     """Warm-up, timed runs and the engine cross-check for one configuration."""
-    batches = plan_batches(durations, config.batch_size, max_seconds=float("inf"))  # longest first
+    transcribe = pass_options(config, options)
+    batches = batches_for(durations, transcribe)
     audio_seconds = sum(durations)
-    result: dict = {"config": asdict(config), "audio_seconds": round(audio_seconds, 4),
-                    "batches": [[{"index": i, "duration": round(durations[i], 3)} for i in b] for b in batches]}
+    result: dict = {"config": asdict(config), "audio_seconds": round(audio_seconds, 4)}
     warmups = []
     for _ in range(options.warmup):
-        warmups.append(run_pass(loaded, signals, batches, config)[0])
+        warmups.append(run_pass(loaded, signals, batches, transcribe)[0])
     if first_call and warmups:
         result["first_call_seconds"] = round(warmups[0], 4)
     result["warmup_seconds"] = [round(w, 4) for w in warmups]
     reset_peak_memory(loaded.device)
-    latencies, per_run_stages, texts, counted = [], [], None, None
+    latencies, per_run_stages, transcripts, counted = [], [], None, None
     for _ in range(options.runs):
         stages, counts = {}, {}
-        seconds, texts = run_pass(loaded, signals, batches, config, stages, counts)
+        seconds, transcripts = run_pass(loaded, signals, batches, transcribe, stages, counts)
         latencies.append(seconds)
         per_run_stages.append(stage_breakdown(stages, seconds))
         counted = stage_counts(counts)
     stats = latency_stats(latencies)
+    texts = [t.text for t in transcripts]
     result.update({
+        "batches": [[_batch_entry(i, durations[i], transcripts[i]) for i in b] for b in batches],
         "latencies": [round(x, 5) for x in latencies],
         "stats": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()},
         "rtfx": round(rtfx(audio_seconds, stats["median"]), 3),
@@ -148,10 +157,17 @@ def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config
     if options.check_engines:
         other = PerfConfig(config.device, config.dtype, "batched" if config.engine == "nemo" else "nemo",
                            config.batch_size)
-        other_texts = run_pass(loaded, signals, batches, other)[1]
+        other_texts = [t.text for t in run_pass(loaded, signals, batches, pass_options(other, options))[1]]
         result["engine_check"] = {"engines": [config.engine, other.engine], "identical": other_texts == texts,
                                   "differing_files": [i for i, (a, b) in enumerate(zip(texts, other_texts)) if a != b]}
     return result
+
+
+def _batch_entry(index: int, duration: float, transcript) -> dict:
+    entry = {"index": index, "duration": round(duration, 3)}
+    if transcript.attention:  # long audio
+        entry["attention"] = transcript.attention
+    return entry
 
 
 def _median_stages(per_run: list[dict]) -> dict:
@@ -167,13 +183,13 @@ def cold_start(import_seconds: float, loaded: LoadedModel) -> dict:
 
 
 def measure_cold_start(pool: ModelPool, source: ModelSource, device: str, inputs: PerfInputs, dtype: str,
-                       import_seconds: float) -> dict:
+                       import_seconds: float, long_audio_seconds: float = LONG_AUDIO_SECONDS) -> dict:
     """Load the model and time its first transcription (the longest input), before anything else
     has run on it: what a user waits for the first time."""
     prepare_device(device, exact_fp32=dtype == "fp32")
     loaded = pool.get(source, device)
     longest = max(range(len(inputs.signals)), key=lambda i: inputs.durations[i])
-    options = TranscribeOptions(batch_size=1, dtype=dtype, engine="nemo")
+    options = TranscribeOptions(batch_size=1, dtype=dtype, engine="nemo", long_audio_seconds=long_audio_seconds)
     sink: dict = {}
     with timed(device, sink, "first_call"):
         transcribe_signals(loaded, [inputs.signals[longest]], options)
@@ -233,7 +249,8 @@ def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, 
         "model": {"spec": source.spec, "kind": source.kind, "note": source.note},
         "inputs": [{"path": p, "duration": round(d, 4)} for p, d in zip(inputs.paths, inputs.durations)],
         "input_errors": inputs.errors,
-        "options": {"warmup": options.warmup, "runs": options.runs, **asdict(sweep)},
+        "options": {"warmup": options.warmup, "runs": options.runs, "long_audio_seconds": options.long_audio_seconds,
+                    **asdict(sweep)},
         "device_settings": settings,
         "cold_start": cold,
         "results": results,

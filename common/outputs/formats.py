@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import textwrap
+from typing import Optional
 
-from ..engine.records import FileRecord
+from ..engine.records import FileRecord, Timestamp
 
 
 def render_text(results: list[FileRecord]) -> str:
@@ -20,15 +22,77 @@ def render_json(document: dict) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+# The usual subtitle limits (broadcast and streaming guidelines): a cue is read in at most ~7 s,
+# on at most 2 lines of at most 42 characters.
+MAX_CUE_SECONDS = 7.0
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+
+
 def _cues(result: FileRecord) -> list[dict]:
-    """Subtitle cues: segments if there are any, else words, else the whole text."""
+    """Subtitle cues within the limits, cut at word boundaries: NeMo's segments (sentences)
+    where it found any, each split further by the word timestamps inside it."""
+    cues = [_cue(words, result.duration) for group in _word_groups(result) for words in _split(group)]
+    return [c for c in cues if c["text"]]
+
+
+def _word_groups(result: FileRecord) -> list[list[Timestamp]]:
+    """The words of each segment (or of the whole text), with their times. Without word
+    timestamps, times are spread over the segment in proportion to the characters."""
     stamps = result.timestamps or {}
-    for kind in ("segment", "word"):
-        if stamps.get(kind):
-            return [{"text": e.text, "start": e.start, "end": e.end} for e in stamps[kind]]
-    if result.text:
-        return [{"text": result.text, "start": 0.0, "end": result.duration or 0.0}]
-    return []
+    words = list(stamps.get("word") or [])
+    if stamps.get("segment"):
+        segments = stamps["segment"]
+    elif words:
+        segments = [Timestamp(" ".join(w.text for w in words), words[0].start, words[-1].end)]
+    else:
+        segments = [Timestamp(result.text or "", 0.0, result.duration or 0.0)]
+    groups = []
+    for segment in segments:
+        # NeMo builds each segment from consecutive words: the next n words are this segment's.
+        count = len(segment.text.split())
+        inside, words = words[:count], words[count:]
+        groups.append(inside if [w.text for w in inside] == segment.text.split() else _spread(segment))
+    return groups
+
+
+def _spread(segment: Timestamp) -> list[Timestamp]:
+    """The segment's words, its time shared out in proportion to their characters."""
+    texts = segment.text.split()
+    total = sum(len(t) for t in texts) or 1
+    span, words, done = segment.end - segment.start, [], 0
+    for text in texts:
+        start = segment.start + span * done / total
+        done += len(text)
+        words.append(Timestamp(text, start, segment.start + span * done / total))
+    return words
+
+
+def _split(words: list[Timestamp]) -> list[list[Timestamp]]:
+    """Consecutive words packed greedily into cues that keep the limits; a word too long for
+    them stands alone (a cue is never cut inside a word)."""
+    cues: list[list[Timestamp]] = []
+    for word in words:
+        if cues and _fits(cues[-1] + [word]):
+            cues[-1].append(word)
+        else:
+            cues.append([word])
+    return cues
+
+
+def _fits(words: list[Timestamp]) -> bool:
+    lines = _lines(" ".join(w.text for w in words))
+    return (words[-1].end - words[0].start <= MAX_CUE_SECONDS and len(lines) <= MAX_LINES
+            and all(len(line) <= MAX_LINE_CHARS for line in lines))
+
+
+def _lines(text: str) -> list[str]:
+    return textwrap.wrap(text, MAX_LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+
+
+def _cue(words: list[Timestamp], duration: Optional[float]) -> dict:
+    end = words[-1].end if duration is None else min(words[-1].end, duration)  # NeMo's last frame may overrun
+    return {"text": "\n".join(_lines(" ".join(w.text for w in words))), "start": words[0].start, "end": end}
 
 
 def _clock(seconds: float, decimal: str) -> str:

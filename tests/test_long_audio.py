@@ -1,0 +1,120 @@
+"""The long-audio rule, the same in every script and engine: an input longer than
+--long-audio-seconds runs alone (its own batch, so short inputs are not padded to its length)
+with local attention, and its record says so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+import accuracy_run
+import accuracy_run_perf
+import check_accuracy_run_perf
+import inference
+from common import cli
+from common.engine import transcriber
+from common.engine.transcriber import plan_batches
+from common.inputs.audio import load_audio
+
+THRESHOLD = 8.0  # seconds: above the test clips, below their concatenation
+LOCAL = "rel_pos_local_attn [128, 128]"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, clips) -> list[str]:
+    """Short, long (the clips twice over, ~20 s), short, short."""
+    long = tmp_path_factory.mktemp("long") / "long.wav"
+    soundfile.write(long, np.concatenate([load_audio(c) for c in clips] * 2), 16000)
+    paths = [clips[0], str(long), clips[1], clips[2]]
+    seconds = [soundfile.info(p).duration for p in paths]
+    assert max(seconds[:1] + seconds[2:]) < THRESHOLD < seconds[1]
+    return paths
+
+
+@pytest.fixture
+def model_calls(monkeypatch) -> list[dict]:
+    """Every batch the model is run on: its size, its longest input and the encoder's attention."""
+    calls: list[dict] = []
+    real = transcriber._run_engine
+
+    def spy(loaded, signals, *args):
+        calls.append({"files": len(signals), "longest": max(len(s) for s in signals) / 16000,
+                      "attention": loaded.model.encoder.self_attention_model})
+        return real(loaded, signals, *args)
+
+    monkeypatch.setattr(transcriber, "_run_engine", spy)
+    return calls
+
+
+def assert_long_runs_alone(calls: list[dict]) -> None:
+    long_calls = [c for c in calls if c["longest"] > THRESHOLD]
+    assert long_calls, "the long input was never run"
+    assert all(c["files"] == 1 and c["attention"] == "rel_pos_local_attn" for c in long_calls)
+    assert all(c["attention"] == "rel_pos" for c in calls if c["longest"] <= THRESHOLD)
+
+
+def test_the_default_is_the_same_at_parse_time_and_in_the_engine():
+    assert cli.LONG_AUDIO_SECONDS == transcriber.LONG_AUDIO_SECONDS == 600.0
+
+
+def test_long_inputs_are_planned_alone_with_or_without_a_budget():
+    durations = [3.0, 50.0, 2.0, 4.0, 40.0, 1.0]
+    assert plan_batches(durations, 4, None, alone_above=30) == [[0], [1], [2, 3], [4], [5]]
+    assert plan_batches(durations, 4, float("inf"), alone_above=30) == [[1], [4], [3, 0, 2, 5]]
+    assert plan_batches(durations, 4, None) == [[0, 1, 2, 3], [4, 5]]
+
+
+def test_a_mixed_batch_given_directly_still_runs_the_long_signal_alone(tiny_nemo, inputs, model_calls):
+    from common.model.loading import load_model
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+    options = transcriber.TranscribeOptions(engine="nemo", long_audio_seconds=THRESHOLD)
+    transcripts = transcriber.transcribe_signals(loaded, [load_audio(p) for p in inputs], options)
+    assert [t.attention for t in transcripts] == [None, LOCAL, None, None]
+    assert_long_runs_alone(model_calls)
+
+
+@pytest.mark.parametrize("engine", ["nemo", "batched"])
+def test_inference_runs_the_long_file_alone_with_local_attention(capsys, tiny_nemo, inputs, model_calls, engine):
+    code = inference.main(["--model", str(tiny_nemo), "--engine", engine, "--batch-size", "4",
+                           "--long-audio-seconds", str(THRESHOLD), "--json", *inputs])
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert code == 0
+    assert [r.get("attention") for r in results] == [None, LOCAL, None, None]
+    assert_long_runs_alone(model_calls)
+
+
+def test_accuracy_run_uses_local_attention_on_both_sides(capsys, tiny_nemo, inputs, model_calls):
+    code = accuracy_run.main(["--model", str(tiny_nemo), "--device", "cpu", "--long-audio-seconds", str(THRESHOLD),
+                              "--json", *inputs])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["long_audio_seconds"] == THRESHOLD
+    for entry, attention in zip(doc["accuracy"]["files"], [None, LOCAL, None, None]):
+        assert entry["device"].get("attention") == entry["reference"].get("attention") == attention
+    assert_long_runs_alone(model_calls)
+
+
+def test_perf_runs_the_long_file_alone_in_every_configuration(capsys, tiny_nemo, inputs, model_calls):
+    code = accuracy_run_perf.main(["--model", str(tiny_nemo), "--device", "cpu", "--batch-sizes", "4",
+                                   "--engine", "nemo,batched", "--warmup", "0", "--runs", "1",
+                                   "--long-audio-seconds", str(THRESHOLD), "--json", *inputs])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["options"]["long_audio_seconds"] == THRESHOLD
+    for result in doc["results"]:
+        assert [[e.get("attention") for e in b] for b in result["batches"]] == [[LOCAL], [None, None, None]]
+        assert result["batches"][0][0]["index"] == 1
+    assert_long_runs_alone(model_calls)
+
+
+def test_the_smoke_chain_applies_the_rule_in_every_stage(capsys, tiny_nemo, inputs, model_calls, tmp_path):
+    code = check_accuracy_run_perf.main(["--model", str(tiny_nemo), "--device", "cpu", "--warmup", "0", "--runs",
+                                         "1", "--long-audio-seconds", str(THRESHOLD), "--report-dir",
+                                         str(tmp_path), "--json", *inputs[:2]])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [f["device"].get("attention") for f in doc["accuracy"]["accuracy"]["files"]] == [None, LOCAL]
+    assert [[e.get("attention") for e in b] for b in doc["perf"]["results"][0]["batches"]] == [[LOCAL], [None]]
+    assert_long_runs_alone(model_calls)
