@@ -163,9 +163,10 @@ def test_text_srt_vtt_json_agree(capsys, tiny_nemo, clips, tmp_path):
     cues = SRT_CUE.findall(srt_file.read_text())
     assert [int(c[0]) for c in cues] == list(range(1, len(segments) + 1))
     assert " ".join(c[9] for c in cues) == text
+    duration = doc["results"][0]["duration"]  # a cue never runs past the audio (NeMo's last frame may)
     for cue, segment in zip(cues, segments):
         assert _seconds(*cue[1:5]) == pytest.approx(segment["start"], abs=1e-3)
-        assert _seconds(*cue[5:9]) == pytest.approx(segment["end"], abs=1e-3)
+        assert _seconds(*cue[5:9]) == pytest.approx(min(segment["end"], duration), abs=1e-3)
 
     assert inference.main(["--model", str(tiny_nemo), "--output-format", "vtt", clips[1]]) == 0
     vtt = capsys.readouterr().out

@@ -78,6 +78,7 @@ def test_a_long_unpunctuated_recording_gives_readable_srt_cues(record, recording
     cues = parse(output.read_text(), numbered=True)
     assert len(cues) > 10
     assert_readable(cues, record.text, record.duration)
+    assert {c["start"] for c in cues} <= {w.start for w in record.words}, "cues start where words start"
 
 
 def test_vtt_holds_the_same_cues_as_srt(record):
