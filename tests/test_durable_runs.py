@@ -71,11 +71,21 @@ def test_interrupted_run_keeps_its_records_and_resumes_to_the_same_output(tiny_n
     assert "--resume" in lines[0] and "Traceback" not in err
     assert not output.exists(), "an interrupted run publishes nothing"
 
+    # Mark one kept record: a resume that reuses it (rather than transcribing it again) shows the mark.
+    lines = stream.read_text(encoding="utf-8").splitlines(keepends=True)
+    entry = json.loads(lines[1])  # {"key": ..., "record": {...}}
+    marked = entry["record"]
+    marked["text"] = "kept, not transcribed again"
+    lines[1] = json.dumps(entry) + "\n"
+    stream.write_text("".join(lines), encoding="utf-8")
     resumed = subprocess.run(command(tiny_nemo, output, many_clips, "--resume"), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming: {len(kept)} of {N_FILES}" in resumed.stderr
-    assert json.loads(output.read_text())["results"] == uninterrupted["results"]
+    results = json.loads(output.read_text())["results"]
+    assert [r["text"] for r in results if r["path"] == marked["path"]] == ["kept, not transcribed again"]
+    assert [r for r in results if r["path"] != marked["path"]] == \
+        [r for r in uninterrupted["results"] if r["path"] != marked["path"]]
     assert not stream.exists(), "a complete run removes its stream"
 
 
