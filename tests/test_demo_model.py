@@ -13,6 +13,7 @@ import accuracy_run
 import inference
 from common.model.demo_model import DEMO_PATH
 from tests.conftest import REPO
+from tests.test_inference import in_clip
 
 CLIPS = REPO / "demo" / "clips"
 MANIFEST = CLIPS / "manifest.jsonl"
@@ -66,12 +67,11 @@ def test_nemo_restore_from_and_transcribe_use_it_as_is(capsys):
     assert model.cfg.decoding.strategy == "greedy_batch" and model.cfg.decoding.model_type == "tdt"
     entries = manifest_entries()
     paths = [str(CLIPS / e["audio_filepath"]) for e in entries]
-    hypotheses = model.transcribe(paths, batch_size=4, timestamps=True, verbose=False)
+    # Batch size 1: in a batch, NeMo up to 3.0 lets batch mates move end times (#16097).
+    hypotheses = model.transcribe(paths, batch_size=1, timestamps=True, verbose=False)
     assert jiwer.wer([e["text"] for e in entries], [h.text for h in hypotheses]) <= MAX_CLIPS_WER
 
-    # nemo engine: the same batches as NeMo's -> the same numbers; batched engine: batches by
-    # length, so padding differs and a duration may move by one encoder frame (80 ms).
-    for engine, tolerance in (("nemo", 1e-3), ("batched", 0.08 + 1e-3)):
+    for engine in ("nemo", "batched"):
         code, doc = run_json(inference.main, capsys, "--model", "demo", "--device", "cpu", "--engine", engine,
                              "--batch-size", 4, "--timestamps", "word", *paths)
         assert code == 0
@@ -79,8 +79,9 @@ def test_nemo_restore_from_and_transcribe_use_it_as_is(capsys):
             assert result["text"] == hypothesis.text
             ours, theirs = result["timestamps"]["word"], hypothesis.timestamp["word"]
             assert [w["word"] for w in ours] == [w["word"] for w in theirs] and len(ours) >= 2
-            assert [w["start"] for w in ours] == pytest.approx([w["start"] for w in theirs], abs=tolerance)
-            assert [w["end"] for w in ours] == pytest.approx([w["end"] for w in theirs], abs=tolerance)
+            for edge in ("start", "end"):
+                assert [w[edge] for w in ours] == \
+                    pytest.approx([in_clip(w[edge], result["path"]) for w in theirs], abs=1e-3)
 
 
 # bf16 vs fp32 on the 20 shipped clips, measured here (accuracy_run.py, this 2-core EPYC): 19/20

@@ -100,7 +100,8 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
     previous = torch.cat([torch.full_like(labels[:, :1], computer._SOS), labels[:, :-1]], dim=1)
     predicted, *_ = computer.decoder.predict(previous, None, add_sos=False, batch_size=batch)
     joint = computer.joint
-    encoder_at_tokens = joint.project_encoder(encoder_output)[torch.arange(batch, device=frames.device)[:, None], frames]
+    rows = torch.arange(batch, device=frames.device)[:, None]
+    encoder_at_tokens = joint.project_encoder(encoder_output)[rows, frames]
     logits = joint.joint_after_projection(encoder_at_tokens.reshape(batch * width, 1, -1),
                                           joint.project_prednet(predicted).reshape(batch * width, 1, -1))
     durations = computer.durations.to(logits.device)
