@@ -26,7 +26,7 @@ from ..measure.accuracy import (
 from ..measure.compare import NORMALIZER
 from ..model.loading import ModelPool, ModelSource, model_identity
 from ..outputs.paths import check_output_file
-from ..outputs.stream import RecordStream, stream_path_for
+from ..outputs.stream import RecordStream, open_stream, stream_path_for
 from .pipeline import Pipeline
 
 
@@ -88,7 +88,7 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
                    "device": target.device, "reference": reference.device, "dtype": options.dtype,
                    "long_audio_seconds": options.long_audio_seconds}
     stream_path = stream_path_for(run.output)
-    stream = RecordStream(stream_path, fingerprint, run.resume, "add --resume to continue it") if stream_path else None
+    stream = open_stream(stream_path, fingerprint, run.resume)
     sides = _Sides(pool, target, reference, target_source, reference_source, options, reused)
     files = _compare_all(items, sides, stream, run, options)
     result = summarize(files, options)
@@ -110,10 +110,8 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
         run.say(f"note: no input could be compared; {run.output} was left as it was")
     else:
         publish(document)
-    if stream and result["aggregate"]["errors"] == 0:
-        stream.remove()
-    elif stream:
-        stream.close()
+    if stream:
+        stream.finish(result["aggregate"]["errors"] == 0, run.say)
     return document
 
 

@@ -24,7 +24,7 @@ from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel, ModelSource, describe, load_model, model_identity
 from ..outputs.documents import inference_document, model_summary, record_entry, write_outputs
 from ..outputs.paths import check_outputs
-from ..outputs.stream import RecordStream, stream_path_for
+from ..outputs.stream import RecordStream, open_stream, stream_path_for
 from .pipeline import Pipeline
 
 
@@ -117,8 +117,7 @@ def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
     check_outputs(plan.output, plan.output_dir, [p for p in paths if os.path.exists(p)],
                   "txt" if plan.format == "text" else plan.format)
     stream_path = stream_path_for(plan.output, plan.output_dir)
-    stream = RecordStream(stream_path, job.fingerprint(), plan.resume,
-                          "add --resume to continue it") if stream_path else None
+    stream = open_stream(stream_path, job.fingerprint(), plan.resume)
     pipeline = Pipeline(job.items, stream, lambda entry, item: FileRecord.from_dict({**entry, "path": item.path}),
                         job.say, plan.command_line)
     records = pipeline.run(job.batches(pipeline.remaining), FileRecord.to_dict,
@@ -145,9 +144,6 @@ def _finish(job: InferenceJob, plan: OutputPlan, records: list[FileRecord],
         job.say(f"note: every input failed; {plan.output} was left as it was")
     elif not (plan.format == "jsonl" and plan.output is None):
         write_outputs(document, records, plan.format, plan.output, plan.output_dir)
-    if stream and all(r.ok for r in records):
-        stream.remove()
-    elif stream:
-        stream.close()
-        job.say(f"note: records kept in {stream.path}; --resume retries only the failed input(s)")
+    if stream:
+        stream.finish(all(r.ok for r in records), job.say)
     return records

@@ -117,6 +117,15 @@ class RecordStream:
         self.close()
         self.path.unlink(missing_ok=True)
 
+    def finish(self, complete: bool, say: Callable[[str], None]) -> None:
+        """After publishing: a complete run needs its stream no more; otherwise --resume will
+        retry only what failed."""
+        if complete:
+            self.remove()
+            return
+        self.close()
+        say(f"note: records kept in {self.path}; --resume retries only the failed input(s)")
+
     def stop(self, error: BaseException, command_line: str, say: Callable[[str], None]) -> NoReturn:
         """End a run early, keeping its records: say how many, where, and the resume command."""
         self.close()
@@ -126,3 +135,8 @@ class RecordStream:
             raise RunStopped(f"{kept}; resume with: {resume}", 143 if isinstance(error, Terminated) else 130) from None
         say(f"note: {kept}; after fixing the error, resume with: {resume}")
         raise error
+
+
+def open_stream(path: Optional[Path], settings: dict, resume: bool) -> Optional[RecordStream]:
+    """The stream of a run that writes to a file (None for stdout)."""
+    return RecordStream(path, settings, resume, "add --resume to continue it") if path else None
