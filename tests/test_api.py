@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import soundfile
 
 import inference
@@ -44,5 +45,8 @@ def test_check_accuracy_and_benchmark_return_typed_results(tiny_nemo, clips, tmp
     assert result.files[0].device_text == result.files[0].reference_text
     assert json.loads(output.read_text())["summary"] == result.summary
     perf = benchmark(clips[0], model=str(tiny_nemo), devices=("cpu",), warmup=0, runs=1)
-    assert perf.rows[0].device == "cpu" and perf.rows[0].rtfx > 0
+    row = perf.rows[0]
+    assert row.device == "cpu" and row.engine == "batched" and row.batch_size == 1
+    assert row.audio_seconds == pytest.approx(soundfile.info(clips[0]).duration, abs=1e-3)
+    assert row.rtfx == pytest.approx(row.audio_seconds / row.median_seconds, rel=0.01)
     assert perf.csv().splitlines()[0].startswith("device,dtype,engine,batch_size")

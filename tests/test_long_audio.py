@@ -118,3 +118,56 @@ def test_the_smoke_chain_applies_the_rule_in_every_stage(capsys, tiny_nemo, inpu
     assert [f["device"].get("attention") for f in doc["accuracy"]["accuracy"]["files"]] == [None, LOCAL]
     assert [[e.get("attention") for e in b] for b in doc["perf"]["results"][0]["batches"]] == [[LOCAL], [None]]
     assert_long_runs_alone(model_calls)
+
+
+
+@pytest.fixture
+def first_conv_widths(monkeypatch) -> list[int]:
+    """The time width of every output of the encoder's first subsampling convolution, the
+    largest activation of a long file (256 channels x half its frames x 64 bins in parakeet)."""
+    widths: list[int] = []
+    real = transcriber._run_engine
+
+    def watch(loaded, *args):
+        conv = loaded.model.encoder.pre_encode.conv[0]
+        with conv.register_forward_hook(lambda _module, _inputs, out: widths.append(out.shape[2])):
+            return real(loaded, *args)
+
+    monkeypatch.setattr(transcriber, "_run_engine", watch)
+    return widths
+
+
+@pytest.mark.parametrize("engine", ["nemo", "batched"])
+def test_a_long_file_never_reaches_the_subsampling_whole(capsys, tmp_path, tiny_nemo, clips, first_conv_widths,
+                                                         engine):
+    from common.engine.long_audio import CONTEXT_FRAMES, PIECE_FRAMES
+
+    long = tmp_path / "minute.wav"
+    soundfile.write(long, np.concatenate([load_audio(c) for c in clips] * 6), 16000)
+    frames = soundfile.info(long).frames // 160
+    code = inference.main(["--model", str(tiny_nemo), "--engine", engine, "--long-audio-seconds", str(THRESHOLD),
+                           "--json", str(long), clips[0]])
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert code == 0 and [r.get("attention") for r in results] == [LOCAL, None]
+    assert frames > PIECE_FRAMES + 2 * CONTEXT_FRAMES
+    assert max(first_conv_widths) <= (PIECE_FRAMES + 2 * CONTEXT_FRAMES) // 2 + 1
+
+
+def test_pieces_give_the_subsampled_features_of_the_whole_file(tiny_nemo, inputs):
+    """Equal lengths, and values within float rounding (the convolution kernels block a narrower
+    input differently), the frames past the valid length masked as in one pass."""
+    import torch
+
+    from common.engine.long_audio import long_audio_encoder, subsampling_in_pieces
+    from common.model.loading import load_model
+
+    model = load_model(str(tiny_nemo), "cpu").model
+    signal = torch.from_numpy(load_audio(inputs[1]))[None]
+    with torch.inference_mode(), long_audio_encoder(model):
+        features, lengths = model.preprocessor(input_signal=signal, length=torch.tensor([signal.shape[1]]))
+        whole = model.encoder.pre_encode.__class__.forward(model.encoder.pre_encode, features.transpose(1, 2), lengths)
+        with subsampling_in_pieces(model.encoder.pre_encode, piece_frames=256, context_frames=64):
+            pieced = model.encoder.pre_encode(x=features.transpose(1, 2), lengths=lengths)
+    assert features.shape[2] > 4 * 256
+    assert torch.equal(whole[1], pieced[1])
+    torch.testing.assert_close(pieced[0], whole[0], rtol=0, atol=1e-5)

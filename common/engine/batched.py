@@ -4,7 +4,6 @@ its dataloader, so the same padded batch gives the same hypotheses."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Optional
 
@@ -12,9 +11,6 @@ import numpy as np
 
 from ..device.clocks import timed
 from .precision import autocast
-
-# NeMo's documented setting for long audio: local attention and chunked subsampling convolutions.
-LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 
 
 def pad_batch(signals: list[np.ndarray]):
@@ -107,22 +103,3 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
     durations = computer.durations.to(logits.device)
     choice = logits.reshape(batch, width, -1)[..., -len(durations):].argmax(dim=-1)
     hyps.token_durations[:, :width] = durations[choice]
-
-
-@contextlib.contextmanager
-def local_attention(model):
-    """Run the encoder with local attention (linear memory in audio length) inside the block,
-    then switch back to the model's own attention."""
-    encoder_cfg = model.cfg.encoder
-    original_model = encoder_cfg.get("self_attention_model", "rel_pos")
-    original_context = list(encoder_cfg.get("att_context_size", [-1, -1]) or [-1, -1])
-    original_chunking = encoder_cfg.get("subsampling_conv_chunking_factor", 1)
-    model.change_attention_model(LOCAL_ATTENTION[0], LOCAL_ATTENTION[1], update_config=False)
-    model.change_subsampling_conv_chunking_factor(1, update_config=False)
-    model.eval()  # the new attention modules are created in training mode (dropout on)
-    try:
-        yield f"{LOCAL_ATTENTION[0]} {LOCAL_ATTENTION[1]}"
-    finally:
-        model.change_attention_model(original_model, original_context, update_config=False)
-        model.change_subsampling_conv_chunking_factor(original_chunking, update_config=False)
-        model.eval()

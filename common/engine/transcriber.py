@@ -17,7 +17,8 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel
-from .batched import decode_batch, local_attention, per_clip_token_durations
+from .batched import decode_batch, per_clip_token_durations
+from .long_audio import long_audio_encoder
 from .precision import autocast
 from .records import FileRecord, Timestamp, Transcript
 
@@ -150,7 +151,7 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 
 def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOptions, long_audio: bool,
                       stages: Optional[dict], counts: Optional[dict]) -> list[Transcript]:
-    attention = local_attention(loaded.model) if long_audio else contextlib.nullcontext()
+    attention = long_audio_encoder(loaded.model) if long_audio else contextlib.nullcontext()
     with attention as mode:
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)

@@ -1,0 +1,78 @@
+"""Long audio: what changes in the encoder while a file above the long-audio threshold runs
+alone. Attention becomes local (NeMo's documented setting: memory linear in audio length), and
+the subsampling convolutions run over the features in overlapping pieces of time, because their
+first layer alone would otherwise hold 256 channels x half the frames x 64 bins at once (4 GB
+for 21 minutes of audio in parakeet) whatever the attention."""
+
+from __future__ import annotations
+
+import contextlib
+
+LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
+# Feature frames (10 ms each) per subsampling piece, and the context on either side of it: far
+# wider than the convolutions' receptive field (15 frames for 3 layers of kernel 3, stride 2),
+# so every output frame kept is computed from exactly the inputs it has in one pass.
+PIECE_FRAMES = 4096
+CONTEXT_FRAMES = 64
+
+
+@contextlib.contextmanager
+def long_audio_encoder(model):
+    """Local attention and subsampling in pieces inside the block; the model as it was after.
+    Yields the attention's description, which a long file's record carries."""
+    encoder_cfg = model.cfg.encoder
+    original_model = encoder_cfg.get("self_attention_model", "rel_pos")
+    original_context = list(encoder_cfg.get("att_context_size", [-1, -1]) or [-1, -1])
+    model.change_attention_model(LOCAL_ATTENTION[0], LOCAL_ATTENTION[1], update_config=False)
+    model.eval()  # the new attention modules are created in training mode (dropout on)
+    try:
+        with subsampling_in_pieces(model.encoder.pre_encode):
+            yield f"{LOCAL_ATTENTION[0]} {LOCAL_ATTENTION[1]}"
+    finally:
+        model.change_attention_model(original_model, original_context, update_config=False)
+        model.eval()
+
+
+@contextlib.contextmanager
+def subsampling_in_pieces(pre_encode, piece_frames: int = PIECE_FRAMES, context_frames: int = CONTEXT_FRAMES):
+    """Make a striding convolutional subsampling module (FastConformer's) run a single long
+    input in pieces of `piece_frames` with `context_frames` on each side, keeping of each piece
+    the output frames that belong to it. Other modules and batched inputs run as they are."""
+    factor = getattr(pre_encode, "subsampling_factor", 0)
+    if (getattr(pre_encode, "_subsampling", None) not in ("dw_striding", "striding")
+            or getattr(pre_encode, "is_causal", True) or piece_frames % factor or context_frames % factor):
+        yield
+        return
+    original, own = pre_encode.forward, vars(pre_encode).get("forward")
+
+    def forward(x, lengths):
+        if x.shape[0] != 1 or x.shape[1] <= piece_frames + 2 * context_frames:
+            return original(x, lengths)
+        return _in_pieces(original, x, lengths, factor, piece_frames, context_frames)
+
+    pre_encode.forward = forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del pre_encode.forward  # back to the class's own method
+        else:
+            pre_encode.forward = own
+
+
+def _in_pieces(subsample, x, lengths, factor: int, piece_frames: int, context_frames: int):
+    """`subsample` over x[:, low:high] for each piece, the frames past the input's valid length
+    masked as in one pass; of each piece the output rows of its own frames are kept."""
+    import torch
+
+    frames, valid = x.shape[1], int(lengths[0])
+    kept, kept_valid = [], 0
+    for start in range(0, frames, piece_frames):
+        low, high = max(0, start - context_frames), min(frames, start + piece_frames + context_frames)
+        piece_valid = torch.tensor([min(max(valid - low, 0), high - low)], device=lengths.device)
+        out, out_lengths = subsample(x[:, low:high], piece_valid)
+        first = (start - low) // factor
+        last = first + piece_frames // factor if start + piece_frames < frames else out.shape[1]
+        kept.append(out[:, first:last])
+        kept_valid += min(max(int(out_lengths[0]) - first, 0), last - first)
+    return torch.cat(kept, dim=1), torch.full_like(out_lengths, kept_valid)
