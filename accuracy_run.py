@@ -55,7 +55,7 @@ def accuracy_command(args) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import accuracy_table
 
-    items = collect_inputs(cli.input_paths(args))
+    items = collect_inputs(cli.input_paths(args), cli.input_options(args))
     if args.truth_text is not None and len(items) != 1:
         raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
     target_source = resolve_model_source(args.model or default_model_spec())

@@ -78,7 +78,7 @@ def run_benchmark(args, import_seconds: float) -> dict:
     from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
 
     source = resolve_model_source(args.model or default_model_spec())
-    inputs = load_signals(cli.input_paths(args))
+    inputs = load_signals(cli.input_paths(args), cli.input_options(args))
     for error in inputs.errors:
         cli.say(f"error: {error}")
     choices = [cli.select_device(spec, announce=not args.json) for spec in (args.devices or [args.device])]

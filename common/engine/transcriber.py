@@ -14,8 +14,8 @@ from typing import Iterable, Iterator, Optional
 
 from ..device.clocks import module_timer
 from ..errors import SetupError, ToolkitError
-from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
-from ..inputs.sources import AudioInput
+from ..inputs.audio import SAMPLE_RATE, duration_seconds
+from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .batched import decode_batch, local_attention, per_clip_token_durations
 from .precision import autocast
@@ -103,7 +103,7 @@ def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: Tra
                             warning=item.warning)
         if result.ok:
             try:
-                signal = load_audio(item.path)
+                signal = read_signal(item)
                 result.duration = round(duration_seconds(signal), 4)
                 signals.append((result, signal))
             except ToolkitError as error:

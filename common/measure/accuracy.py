@@ -9,8 +9,8 @@ from typing import Callable, Optional
 from ..device.clocks import rtfx, timed
 from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, transcribe_signals
 from ..errors import ToolkitError
-from ..inputs.audio import duration_seconds, load_audio
-from ..inputs.sources import AudioInput
+from ..inputs.audio import duration_seconds
+from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .compare import (
     aligned_word_offsets,
@@ -65,7 +65,7 @@ def compare_file(target: Callable[[object], dict], reference: Callable[[object],
         return entry
     if item.warning:
         entry["warning"] = item.warning
-    signal = load_audio(item.path)
+    signal = read_signal(item)
     entry["duration"] = round(duration_seconds(signal), 4)
     ref, dev = reference(signal), target(signal)
     entry.update({
@@ -96,7 +96,7 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
         if item.error:
             continue
         try:
-            signal = load_audio(item.path)
+            signal = read_signal(item)
         except ToolkitError:
             continue
         for _ in range(options.warmup):
