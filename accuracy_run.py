@@ -81,7 +81,8 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
-                              max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds)
+                              max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds,
+                              seed=args.seed)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
                       command_line=args.command_line, truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)

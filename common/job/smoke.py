@@ -74,7 +74,8 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
         target, reference, source, source, pool, collect_inputs(list(options.audio), options.inputs),
         AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
                         max_wer=options.max_wer, debug=options.debug,
-                        long_audio_seconds=options.long_audio_seconds), accuracy_run, publish)
+                        long_audio_seconds=options.long_audio_seconds, seed=options.inputs.seed),
+        accuracy_run, publish)
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")
