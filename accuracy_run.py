@@ -43,19 +43,21 @@ def build_parser():
                              "inference.py JSON/JSONL made on the reference device with --timestamps word) "
                              "instead of computing them again")
     cli.add_output_arguments(parser)
+    cli.add_html_argument(parser)
     cli.add_resume_argument(parser)
     return parser
 
 
 def accuracy_command(args) -> int:
     from common.errors import SetupError
-    from common.files import write_json_atomic
+    from common.files import write_json_atomic, write_text_atomic
     from common.inputs.sources import collect_inputs
     from common.model.loading import ModelPool, default_model_spec, resolve_model_source
     from common.outputs.formats import render_json
     from common.report.tables import accuracy_table
 
     items = collect_inputs(cli.input_paths(args), cli.input_options(args))
+    cli.check_html_target(args, [i.path for i in items])
     if args.truth_text is not None and len(items) != 1:
         raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
     target_source = resolve_model_source(args.model or default_model_spec())
@@ -67,6 +69,10 @@ def accuracy_command(args) -> int:
             write_json_atomic(args.output, document)
 
     document = run_accuracy_check(args, items, target_source, reference_source, pool, publish)
+    if args.html:
+        from common.report.html import accuracy_html
+
+        write_text_atomic(args.html, accuracy_html(document))
     sys.stdout.write(render_json(document) if args.json else accuracy_table(document))
     return 0 if document["accuracy"]["verdict"]["passed"] else 1
 

@@ -50,6 +50,7 @@ def build_parser():
                         help="skip running the other engine once to compare transcripts")
     parser.add_argument("--csv", metavar="FILE", type=options.non_empty, default=None, help="also write one CSV row per configuration")
     cli.add_output_arguments(parser)
+    cli.add_html_argument(parser)
     return parser
 
 
@@ -58,6 +59,7 @@ def perf_command(args) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import perf_csv, perf_table
 
+    cli.check_html_target(args, cli.input_paths(args))
     start = time.perf_counter()
     from common.model.loading import import_nemo_asr
 
@@ -68,6 +70,10 @@ def perf_command(args) -> int:
         write_json_atomic(args.output, document)
     if args.csv:
         write_text_atomic(args.csv, perf_csv(document))
+    if args.html:
+        from common.report.html import perf_html
+
+        write_text_atomic(args.html, perf_html(document))
     sys.stdout.write(render_json(document) if args.json else perf_table(document))
     return 0 if document["ok"] else 1
 

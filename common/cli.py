@@ -159,6 +159,20 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show tracebacks and library logs instead of one-line errors")
 
 
+def add_html_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--html", metavar="FILE", type=options.non_empty, default=None,
+                        help="also write a self-contained HTML report (verdict, tables, plots, word differences) "
+                             "to FILE, atomically")
+
+
+def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
+    """--html must not overwrite an input or be a folder (checked before anything heavy runs)."""
+    if getattr(args, "html", None):
+        from .outputs.paths import check_output_file
+
+        check_output_file(args.html, [p for p in paths if os.path.exists(p)], "--html")
+
+
 def add_resume_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run: keep the records already in the results stream "
