@@ -49,7 +49,7 @@ def dry_run(args, model_spec: str) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import checks_table
 
-    document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device))
+    document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device, cli.input_options(args)))
     if args.output:
         write_json_atomic(args.output, document)
     sys.stdout.write(render_json(document) if args.json else checks_table(document))

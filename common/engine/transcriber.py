@@ -91,6 +91,10 @@ def planning_duration(item: AudioInput) -> float:
     try:
         import soundfile
 
+        if item.embedded is not None:  # audio bytes inside a dataset: their header, without decoding
+            import io
+
+            return float(soundfile.info(io.BytesIO(item.embedded.fetch())).duration)
         return float(soundfile.info(item.path).duration)
     except Exception:
         return 0.0

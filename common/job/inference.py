@@ -79,7 +79,7 @@ class InferenceJob:
         """Records of the inputs at `indices`, batch by batch as each finishes."""
         items = [self.items[i] for i in indices]
         for item in items:
-            if item.error is None:
+            if item.error is None and item.embedded is None:  # embedded audio is checked when decoded
                 try:
                     check_audio_header(item.path)
                 except ToolkitError as error:

@@ -45,7 +45,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
               say: Callable[[str], None] = lambda _: None) -> dict:
     """Each stage's document, stopping after the checks if any FAILs; `stages` says what ran."""
     document: dict = {"stages": {}, "model_loads": []}
-    checks = checks_document(run_checks(options.model, list(options.audio), options.device))
+    checks = checks_document(run_checks(options.model, list(options.audio), options.device, options.inputs))
     document["checks"] = checks
     document["stages"]["checks"] = "passed" if checks["passed"] else "failed"
     if not checks["passed"]:
