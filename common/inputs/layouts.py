@@ -209,19 +209,15 @@ def _dataset_items(dataset, container: str, base: str, options: InputOptions) ->
         return [audio_column]
     if isinstance(text_column, AudioInput):
         return [text_column]
-    audio = dataset.data.column(audio_column)
     texts = dataset.data.column(text_column).to_pylist()
     items = []
-    for row in range(len(dataset)):
+    for row, (has_bytes, location) in enumerate(_audio_cells(dataset.data.column(audio_column))):
         where = f"{container}#{row}"
-        value = audio[row].as_py() if hasattr(audio[row], "as_py") else audio[row]
-        text = texts[row]
-        text = str(text) if text is not None else None
-        if isinstance(value, dict) and value.get("bytes") is not None:
+        text = str(texts[row]) if texts[row] is not None else None
+        if has_bytes:
             fetch = _row_fetcher(dataset, audio_column, row)
-            items.append(AudioInput(where, text=text, embedded=EmbeddedAudio(container, fetch, value.get("path"))))
+            items.append(AudioInput(where, text=text, embedded=EmbeddedAudio(container, fetch, location)))
             continue
-        location = value.get("path") if isinstance(value, dict) else value
         if not isinstance(location, str) or not location:
             items.append(AudioInput(where, error=f"{where}: column '{audio_column}' holds neither audio bytes "
                                                  "nor a path"))
@@ -229,6 +225,24 @@ def _dataset_items(dataset, container: str, base: str, options: InputOptions) ->
         resolved, error = _relative(os.path.expanduser(location), base)
         items.append(AudioInput(where, error=f"{where}: {error}") if error else AudioInput(resolved, text=text))
     return items
+
+
+def _audio_cells(column):
+    """(holds bytes?, path or None) per row, without copying the audio: an Audio-style struct
+    column {bytes, path} is read field by field, chunk by chunk; a string column is paths."""
+    import pyarrow as pa
+
+    if not pa.types.is_struct(column.type):
+        for value in column.to_pylist():
+            yield False, value if isinstance(value, str) else None
+        return
+    names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    for chunk in column.chunks:
+        present = chunk.field("bytes").is_valid().to_pylist() if "bytes" in names else [False] * len(chunk)
+        paths = chunk.field("path").to_pylist() if "path" in names else [None] * len(chunk)
+        valid = chunk.is_valid().to_pylist()
+        for ok, has_bytes, path in zip(valid, present, paths):
+            yield (bool(ok and has_bytes), path if ok else None)
 
 
 def _row_fetcher(dataset, column: str, row: int):
