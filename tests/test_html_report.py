@@ -96,3 +96,20 @@ def test_the_report_renders_in_chromium(smoke_report, tmp_path):
     assert colours is not None and len(colours) > 200
     background = max(colours)[0] / (image.width * image.height)
     assert background < 0.9 and max(ImageStat.Stat(image.convert("L")).stddev) > 20
+
+
+@pytest.mark.parametrize("kind", ["accuracy", "perf"])
+def test_the_scripts_reports_render_too(smoke_report, tmp_path, kind):
+    """accuracy_run.py --html and accuracy_run_perf.py --html write these pages from their own
+    documents (the chain's stages hold the same documents)."""
+    from common.report.html import accuracy_html, perf_html
+
+    document = json.loads((smoke_report.parent / "report.json").read_text())[kind]
+    page = tmp_path / f"{kind}.html"
+    page.write_text(accuracy_html(document) if kind == "accuracy" else perf_html(document))
+    result = render(page, INSPECT, executable=CHROMIUM)
+    assert result["console_errors"] == []
+    plots = {p["name"]: p for p in result["value"]["plots"]}
+    assert set(plots) == ({"rtfx-by-length", "wer-by-length", "drift"} if kind == "accuracy" else {"latency", "stages"})
+    assert all(p["loaded"] and p["visible"] and p["onTop"] and p["ink"] > 0.01 for p in plots.values()), plots
+    assert result["value"]["verdictFirst"] and result["value"]["verdict"].startswith("PASS")

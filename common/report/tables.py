@@ -196,6 +196,11 @@ def smoke_markdown(document: dict) -> str:
     if truth:
         lines += ["", f"Against the manifest's text ({truth['files']} file(s), normalized): WER device "
                       f"{truth['device']['wer']:.4f}, reference {truth['reference']['wer']:.4f}"]
+        confidence = truth.get("confidence")
+        if confidence:
+            lines[-1] += (f"; 95% bootstrap intervals: device {interval_text(confidence['device']['wer'])}, reference "
+                          f"{interval_text(confidence['reference']['wer'])}, device - reference "
+                          f"{interval_text(confidence['difference']['wer'], signed=True)}")
     opts = perf["options"]
     lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, nemo engine, batch 1)", "",
               "| Device | Latency median (s) | p90 (s) | RTFx | Load (s) | First call (s) | Peak memory (MiB) |",
