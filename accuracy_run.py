@@ -7,6 +7,8 @@ Examples:
   python accuracy_run.py --audio sample.wav --output results.json
   python accuracy_run.py --audio clips/ --device npu:0 --dtype bf16 --max-wer 0.02 --min-match 0.9
   python accuracy_run.py --audio dev.jsonl --json          # manifest 'text' gives ground-truth WER
+  python accuracy_run.py --audio LibriSpeech/test-clean --limit 0.1 --html report.html   # also kaldi/, *.parquet
+  python accuracy_run.py --audio dev.jsonl --device npu:0 --reference-results gpu_pred.jsonl   # NeMo's pred_text
   python accuracy_run.py --model demo --audio demo/clips/manifest.jsonl --device cpu --dtype bf16 --min-match 0
 
 Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.

@@ -12,6 +12,7 @@ Examples:
   python accuracy_run_perf.py --model demo --audio examples/demo.wav --devices cpu
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
   python accuracy_run_perf.py --audio sample.wav --engine nemo,batched --dtype fp32,bf16 --csv perf.csv
+  python accuracy_run_perf.py --audio data/test --limit 32 --html perf.html
 """
 
 from __future__ import annotations

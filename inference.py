@@ -7,6 +7,7 @@ Examples:
   python inference.py --model demo --audio examples/demo.wav --timestamps word
   python inference.py --model random:tiny --audio examples/ --timestamps word --json
   python inference.py --audio talk.wav --output-format srt --output talk.srt
+  python inference.py --audio test.parquet --output-format nemo-manifest --output test_pred.jsonl
 """
 
 from __future__ import annotations
