@@ -90,6 +90,12 @@ def sets(tmp_path_factory) -> dict:
     other = pa.table({"recording": table.column("audio"), "transcription": table.column("text")})
     pq.write_table(other, root / "plain.parquet")
     made["plain_parquet"] = root / "plain.parquet"
+    # as the hub keeps a dataset: <repo>/data/test-00000-of-00001.parquet; and a DatasetDict saved to disk
+    (root / "hub" / "data").mkdir(parents=True)
+    pq.write_table(table, root / "hub" / "data" / "test-00000-of-00001.parquet")
+    made["hub"] = root / "hub"
+    datasets.DatasetDict({"test": datasets.Dataset(table)}).save_to_disk(str(root / "saved_dict"))
+    made["dataset_dict"] = root / "saved_dict"
     return made
 
 
@@ -113,6 +119,25 @@ def test_each_layout_gives_the_records_of_a_manifest_of_the_same_files(sets, lay
     # the layout can be named instead of detected
     named = collect_inputs([str(sets[layout])], InputOptions(layout="hf" if layout == "parquet" else layout))
     assert [i.path for i in named] == [i.path for i in items]
+
+
+def test_hub_folders_dataset_dicts_and_kaldi_relative_paths(sets, tmp_path):
+    expected = collect_inputs([str(sets["manifest"])])
+    items = collect_inputs([str(sets["hub"])])
+    _assert_same(items, expected)
+    assert items[0].path == f"{sets['hub']}/data/test-00000-of-00001.parquet#0"
+    items = collect_inputs([str(sets["dataset_dict"])])
+    _assert_same(items, expected)
+    assert items[0].path == f"{sets['dataset_dict']}/test#0"
+    # a Kaldi recipe: data/test/wav.scp with paths relative to the recipe folder, run from anywhere
+    recipe = tmp_path / "s5"
+    (recipe / "data" / "test").mkdir(parents=True)
+    (recipe / "wav").mkdir()
+    for n, line in enumerate(_lines()):
+        (recipe / "wav" / f"u{n}.wav").write_bytes(Path(line["audio_filepath"]).read_bytes())
+    (recipe / "data" / "test" / "wav.scp").write_text("".join(f"u{n} wav/u{n}.wav\n" for n in range(N)))
+    (recipe / "data" / "test" / "text").write_text("".join(f"u{n} {line['text']}\n" for n, line in enumerate(_lines())))
+    _assert_same(collect_inputs([str(recipe / "data" / "test" / "wav.scp")]), expected)
 
 
 def test_columns_are_detected_or_named(sets):

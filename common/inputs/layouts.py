@@ -33,8 +33,8 @@ def detect_layout(path: str) -> str:
             return "hf"
         if _find(path, lambda name: name.endswith(".trans.txt")):
             return "librispeech"
-        if any(n.lower().endswith(".parquet") for n in names) and not _find(path, _is_audio_name):
-            return "hf"
+        if not _find(path, _is_audio_name) and _find(path, lambda name: name.lower().endswith(".parquet")):
+            return "hf"  # a dataset's parquet files (as the hub keeps them: data/test-00000-of-00001.parquet)
         return "audio"
     lower = path.lower()
     if lower.endswith(".parquet"):
@@ -146,7 +146,7 @@ def read_kaldi(path: str) -> list[AudioInput]:
         for where, line in _numbered_lines(text_file, items):
             utterance, _, text = line.partition(" ")
             truths[utterance] = " ".join(text.split())  # an utterance with no words has the empty truth
-    base = os.path.dirname(os.path.abspath(folder))
+    recipe = os.path.dirname(os.path.dirname(os.path.abspath(folder)))  # the folder holding data/<set>
     for where, line in _numbered_lines(scp, items):
         utterance, _, location = line.partition(" ")
         location = location.strip()
@@ -156,7 +156,7 @@ def read_kaldi(path: str) -> list[AudioInput]:
             items.append(AudioInput(where, error=f"{where}: a command ('... |') is not supported; "
                                                  "give the audio file's path"))
         else:
-            audio, error = _relative(os.path.expanduser(location), base)
+            audio, error = _relative(os.path.expanduser(location), recipe)
             items.append(AudioInput(where, error=f"{where}: {error}") if error else
                          AudioInput(audio, text=truths.get(utterance)))
     return items or [AudioInput(scp, error=f"{scp}: no entries")]
