@@ -55,7 +55,7 @@ def load_reference_results(path: str) -> dict[str, dict]:
     documents = _json_documents(path, text)
     base = os.path.dirname(os.path.abspath(path))
     sides = {}
-    for document in documents:
+    for document in (d for d in documents if isinstance(d, dict)):
         for entry in _reference_entries(document, base):
             sides[os.path.realpath(entry["path"])] = entry["side"]
     if not sides:
@@ -83,7 +83,8 @@ def _json_documents(path: str, text: str) -> list[dict]:
 
 def _reference_entries(document: dict, base: str):
     if "pred_text" in document and isinstance(document.get("audio_filepath"), str):  # a NeMo result manifest line
-        words = document.get("word") if isinstance(document.get("word"), list) else []
+        words = [w for w in document.get("word") or [] if isinstance(w, dict) and {"word", "start", "end"} <= set(w)] \
+            if isinstance(document.get("word"), list) else []
         audio, _ = resolve_relative(os.path.expanduser(document["audio_filepath"]), base)
         yield {"path": audio, "side": {"text": str(document["pred_text"]), "words": words,
                                        "latency": None, "rtfx": None}}
