@@ -7,6 +7,8 @@ Examples:
   python accuracy_run.py --audio sample.wav --output results.json
   python accuracy_run.py --audio clips/ --device npu:0 --dtype bf16 --max-wer 0.02 --min-match 0.9
   python accuracy_run.py --audio dev.jsonl --json          # manifest 'text' gives ground-truth WER
+  python accuracy_run.py --audio LibriSpeech/test-clean --limit 0.1 --html report.html   # also kaldi/, *.parquet
+  python accuracy_run.py --audio dev.jsonl --device npu:0 --reference-results gpu_pred.jsonl   # NeMo's pred_text
   python accuracy_run.py --model demo --audio demo/clips/manifest.jsonl --device cpu --dtype bf16 --min-match 0
 
 Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.
@@ -43,19 +45,21 @@ def build_parser():
                              "inference.py JSON/JSONL made on the reference device with --timestamps word) "
                              "instead of computing them again")
     cli.add_output_arguments(parser)
+    cli.add_html_argument(parser)
     cli.add_resume_argument(parser)
     return parser
 
 
 def accuracy_command(args) -> int:
     from common.errors import SetupError
-    from common.files import write_json_atomic
+    from common.files import write_json_atomic, write_text_atomic
     from common.inputs.sources import collect_inputs
     from common.model.loading import ModelPool, default_model_spec, resolve_model_source
     from common.outputs.formats import render_json
     from common.report.tables import accuracy_table
 
-    items = collect_inputs(cli.input_paths(args))
+    items = collect_inputs(cli.input_paths(args), cli.input_options(args))
+    cli.check_html_target(args, [i.path for i in items])
     if args.truth_text is not None and len(items) != 1:
         raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
     target_source = resolve_model_source(args.model or default_model_spec())
@@ -67,6 +71,10 @@ def accuracy_command(args) -> int:
             write_json_atomic(args.output, document)
 
     document = run_accuracy_check(args, items, target_source, reference_source, pool, publish)
+    if args.html:
+        from common.report.html import accuracy_html
+
+        write_text_atomic(args.html, accuracy_html(document))
     sys.stdout.write(render_json(document) if args.json else accuracy_table(document))
     return 0 if document["accuracy"]["verdict"]["passed"] else 1
 
@@ -81,7 +89,8 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
-                              max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds)
+                              max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds,
+                              seed=args.seed)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
                       command_line=args.command_line, truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)

@@ -12,6 +12,7 @@ Examples:
   python accuracy_run_perf.py --model demo --audio examples/demo.wav --devices cpu
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
   python accuracy_run_perf.py --audio sample.wav --engine nemo,batched --dtype fp32,bf16 --csv perf.csv
+  python accuracy_run_perf.py --audio data/test --limit 32 --html perf.html
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def build_parser():
                         help="skip running the other engine once to compare transcripts")
     parser.add_argument("--csv", metavar="FILE", type=options.non_empty, default=None, help="also write one CSV row per configuration")
     cli.add_output_arguments(parser)
+    cli.add_html_argument(parser)
     return parser
 
 
@@ -58,6 +60,7 @@ def perf_command(args) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import perf_csv, perf_table
 
+    cli.check_html_target(args, cli.input_paths(args))
     start = time.perf_counter()
     from common.model.loading import import_nemo_asr
 
@@ -68,6 +71,10 @@ def perf_command(args) -> int:
         write_json_atomic(args.output, document)
     if args.csv:
         write_text_atomic(args.csv, perf_csv(document))
+    if args.html:
+        from common.report.html import perf_html
+
+        write_text_atomic(args.html, perf_html(document))
     sys.stdout.write(render_json(document) if args.json else perf_table(document))
     return 0 if document["ok"] else 1
 
@@ -78,7 +85,7 @@ def run_benchmark(args, import_seconds: float) -> dict:
     from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
 
     source = resolve_model_source(args.model or default_model_spec())
-    inputs = load_signals(cli.input_paths(args))
+    inputs = load_signals(cli.input_paths(args), cli.input_options(args))
     for error in inputs.errors:
         cli.say(f"error: {error}")
     choices = [cli.select_device(spec, announce=not args.json) for spec in (args.devices or [args.device])]

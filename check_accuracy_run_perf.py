@@ -2,7 +2,7 @@
 """Is this machine ready, and does the model run right and fast on it? `--dry-run` checks the
 environment in seconds without loading a model; a full run chains those checks, accuracy
 (device vs CPU) and performance (device and CPU) in one process, loading each model once, and
-writes a Markdown and a JSON report.
+writes a Markdown, an HTML and a JSON report.
 
 Examples:
   python check_accuracy_run_perf.py --dry-run
@@ -37,7 +37,7 @@ def build_parser():
     cli.add_long_audio_argument(parser)
     cli.add_threshold_arguments(parser)
     parser.add_argument("--report-dir", type=options.non_empty, default="reports",
-                        help="where report.md and report.json are written")
+                        help="where report.md, report.html and report.json are written")
     cli.add_output_arguments(parser)
     cli.add_resume_argument(parser)
     return parser
@@ -49,7 +49,7 @@ def dry_run(args, model_spec: str) -> int:
     from common.outputs.formats import render_json
     from common.report.tables import checks_table
 
-    document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device))
+    document = checks_document(run_checks(model_spec, args.audio + args.paths, args.device, cli.input_options(args)))
     if args.output:
         write_json_atomic(args.output, document)
     sys.stdout.write(render_json(document) if args.json else checks_table(document))
@@ -61,6 +61,7 @@ def full_run(args, model_spec: str) -> int:
     from common.job.smoke import SmokeOptions, run_smoke, smoke_passed
     from common.model.loading import describe, import_nemo_asr, resolve_model_source
     from common.outputs.formats import render_json
+    from common.report.html import smoke_html
     from common.report.tables import checks_table, smoke_markdown
 
     paths = cli.input_paths(args)
@@ -70,7 +71,8 @@ def full_run(args, model_spec: str) -> int:
     options = SmokeOptions(model=model_spec, audio=tuple(paths), device=args.device, dtype=args.dtype,
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
                            quiet=not args.debug, debug=args.debug, loader=args.loader, report_dir=args.report_dir,
-                           resume=args.resume, long_audio_seconds=args.long_audio_seconds)
+                           resume=args.resume, long_audio_seconds=args.long_audio_seconds,
+                           inputs=cli.input_options(args))
     os.makedirs(args.report_dir, exist_ok=True)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")
@@ -81,11 +83,13 @@ def full_run(args, model_spec: str) -> int:
     report_dir = args.report_dir
     write_json_atomic(os.path.join(report_dir, "report.json"), document)
     write_text_atomic(os.path.join(report_dir, "report.md"), markdown)
+    write_text_atomic(os.path.join(report_dir, "report.html"), smoke_html(document))
     if args.output:
         write_json_atomic(args.output, document)
     sys.stdout.write(render_json(document) if args.json else markdown)
     if not args.json:
-        cli.say(f"reports: {os.path.join(report_dir, 'report.md')}, {os.path.join(report_dir, 'report.json')}")
+        cli.say(f"reports: {os.path.join(report_dir, 'report.md')}, {os.path.join(report_dir, 'report.html')}, "
+                f"{os.path.join(report_dir, 'report.json')}")
     return 0 if smoke_passed(document) else 1
 
 

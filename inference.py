@@ -7,6 +7,7 @@ Examples:
   python inference.py --model demo --audio examples/demo.wav --timestamps word
   python inference.py --model random:tiny --audio examples/ --timestamps word --json
   python inference.py --audio talk.wav --output-format srt --output talk.srt
+  python inference.py --audio test.parquet --output-format nemo-manifest --output test_pred.jsonl
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 from common import cli, options  # noqa: E402  (light: no torch/NeMo import)
 
 TIMESTAMP_CHOICES = ("none", "word", "segment", "char", "all")
-OUTPUT_FORMATS = ("text", "json", "jsonl", "srt", "vtt")
+OUTPUT_FORMATS = ("text", "json", "jsonl", "srt", "vtt", "nemo-manifest")
 
 
 def build_parser():
@@ -45,7 +46,8 @@ def build_parser():
     parser.add_argument("--output-format", type=options.choice(OUTPUT_FORMATS), choices=OUTPUT_FORMATS,
                         default="text",
                         help="output format (--json is short for --output-format json); jsonl streams one "
-                             "line per file as its batch finishes")
+                             "line per file as its batch finishes; nemo-manifest: each input's manifest line "
+                             "with pred_text added, as NeMo's transcribe_speech.py writes it")
     parser.add_argument("--output-dir", metavar="DIR", type=options.non_empty, default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
@@ -66,7 +68,7 @@ def transcribe_command(args) -> int:
     from common.model.loading import default_model_spec, resolve_model_source
 
     output_format = "json" if args.json else args.output_format
-    items = collect_inputs(cli.input_paths(args))
+    items = collect_inputs(cli.input_paths(args), cli.input_options(args))
     check_options(args, output_format, len(items))
     source = resolve_model_source(args.model or default_model_spec())
     quiet_stderr = output_format in ("json", "jsonl")

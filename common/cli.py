@@ -26,6 +26,8 @@ ENGINES = ("nemo", "batched")
 ENGINE_ALIASES = {"direct": "batched"}
 # common/engine/transcriber.LONG_AUDIO_SECONDS, repeated here for parse time (a test keeps them equal).
 LONG_AUDIO_SECONDS = 600.0
+# common/inputs/items.LAYOUTS, repeated here for parse time (a test keeps them equal).
+LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
 
 
@@ -97,7 +99,26 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="AUDIO", help="same as --audio")
     parser.add_argument("--audio", nargs="+", default=[], metavar="AUDIO",
                         help="audio files (wav/flac/mp3/ogg/m4a, any rate and channels), folders of them, "
-                             "or NeMo JSONL manifests")
+                             "NeMo JSONL manifests, LibriSpeech folders, Kaldi/WeNet data folders (wav.scp + text), "
+                             "Hugging Face datasets (save_to_disk folders, parquet files)")
+    parser.add_argument("--input-layout", type=options.choice(LAYOUTS), choices=LAYOUTS, default="auto",
+                        help="how to read the paths; auto = detected from each path")
+    parser.add_argument("--text-column", type=options.non_empty, default=None,
+                        help="datasets: the ground-truth column (default: text, transcript, transcription, sentence, ...)")
+    parser.add_argument("--audio-column", type=options.non_empty, default=None,
+                        help="datasets: the audio column, bytes or path (default: audio, audio_filepath, file, path, ...)")
+    parser.add_argument("--limit", type=options.count_or_fraction, default=None, metavar="N|FRACTION",
+                        help="a quick look: the first N inputs, or a share of them (e.g. 0.1) drawn with --seed")
+    parser.add_argument("--seed", type=options.integer(0), default=0,
+                        help="seed of a fractional --limit's draw (and of the bootstrap's resampling)")
+
+
+def input_options(args: argparse.Namespace):
+    """The --input-layout, column and --limit options as the inputs layer takes them."""
+    from .inputs.items import InputOptions
+
+    return InputOptions(layout=args.input_layout, text_column=args.text_column, audio_column=args.audio_column,
+                        limit=args.limit, seed=args.seed)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "auto") -> None:
@@ -136,6 +157,20 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks and library logs instead of one-line errors")
+
+
+def add_html_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--html", metavar="FILE", type=options.non_empty, default=None,
+                        help="also write a self-contained HTML report (verdict, tables, plots, word differences) "
+                             "to FILE, atomically")
+
+
+def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
+    """--html must not overwrite an input or be a folder (checked before anything heavy runs)."""
+    if getattr(args, "html", None):
+        from .outputs.paths import check_output_file
+
+        check_output_file(args.html, [p for p in paths if os.path.exists(p)], "--html")
 
 
 def add_resume_argument(parser: argparse.ArgumentParser) -> None:

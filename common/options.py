@@ -65,6 +65,18 @@ def fraction(text: str) -> float:
     return value
 
 
+def count_or_fraction(text: str):
+    """--limit: an int of at least 1 (that many), or a fraction strictly between 0 and 1 (that share)."""
+    try:
+        return integer(1)(text)
+    except argparse.ArgumentTypeError:
+        pass
+    value = _finite(text)
+    if not 0.0 < value < 1.0:
+        raise _bad(text, "must be a whole number of at least 1 or a fraction between 0 and 1")
+    return value
+
+
 def non_empty(text: str) -> str:
     """A string that is not blank (paths and names: '' would silently mean 'the default' or '.')."""
     if not text.strip():

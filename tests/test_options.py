@@ -78,6 +78,15 @@ BAD_OPTIONS = [
     ("check_accuracy_run_perf", ["--min-match=-inf"], "--min-match -inf: must be a finite number"),
     ("check_accuracy_run_perf", ["--warmup", "-1"], "--warmup -1: must be at least 0"),
     ("check_accuracy_run_perf", ["--report-dir", ""], "--report-dir '': must not be empty"),
+    ("inference", ["--limit", "0"], "--limit 0: must be a whole number of at least 1 or a fraction between 0 and 1"),
+    ("accuracy_run", ["--limit", "1.5"], "--limit 1.5: must be a whole number of at least 1 or a fraction"),
+    ("accuracy_run_perf", ["--limit", "nan"], "--limit nan: must be a finite number"),
+    ("check_accuracy_run_perf", ["--limit", "ten"], "--limit 'ten': not a number"),
+    ("inference", ["--input-layout", "wenet"], "--input-layout 'wenet': not one of auto, audio, manifest"),
+    ("accuracy_run", ["--text-column", ""], "--text-column '': must not be empty"),
+    ("accuracy_run", ["--seed=-1"], "--seed -1: must be at least 0"),
+    ("accuracy_run", ["--html", ""], "--html '': must not be empty"),
+    ("accuracy_run_perf", ["--html", " "], "--html ' ': must not be empty"),
 ]
 
 FP16_ON_NAMED_CPU = [

@@ -178,21 +178,26 @@ def _damaged(error: DamagedModelError) -> Check:
     return Check("model", FAIL, f"{error.path}: damaged .nemo ({error.detail})", error.fix)
 
 
-def audio_checks(paths: list[str]) -> list[Check]:
+def audio_checks(paths: list[str], input_options=None) -> list[Check]:
+    import io
+
     import soundfile
 
     from ..inputs.audio import SAMPLE_RATE, check_audio_header
-    from ..inputs.sources import collect_inputs
+    from ..inputs.sources import InputOptions, collect_inputs
 
     checks = []
-    for item in collect_inputs(paths):
+    for item in collect_inputs(paths, input_options or InputOptions()):
         name = f"audio {item.path}"
         if item.error:
             checks.append(Check(name, FAIL, item.error, "pass existing audio files, folders or manifests"))
             continue
         try:
-            check_audio_header(item.path)
-            info = soundfile.info(item.path)
+            if item.embedded is not None:  # audio bytes inside a dataset
+                info = soundfile.info(io.BytesIO(item.embedded.fetch()))
+            else:
+                check_audio_header(item.path)
+                info = soundfile.info(item.path)
         except Exception as error:
             checks.append(Check(name, FAIL, str(error), "convert it to wav/flac (e.g. with sox or ffmpeg)"))
             continue
@@ -229,10 +234,10 @@ def _mem_available() -> Optional[int]:
     return None
 
 
-def run_checks(model_spec: str, audio_paths: list[str], device_spec: str = "auto") -> list[Check]:
+def run_checks(model_spec: str, audio_paths: list[str], device_spec: str = "auto", input_options=None) -> list[Check]:
     checks = python_checks() + torch_checks(device_spec) + library_checks()
     model, model_bytes = model_checks(model_spec)
-    checks += model + (audio_checks(audio_paths) if audio_paths else []) + resource_checks(model_bytes)
+    checks += model + (audio_checks(audio_paths, input_options) if audio_paths else []) + resource_checks(model_bytes)
     return checks
 
 

@@ -14,8 +14,8 @@ from typing import Iterable, Iterator, Optional
 
 from ..device.clocks import module_timer
 from ..errors import SetupError, ToolkitError
-from ..inputs.audio import SAMPLE_RATE, duration_seconds, load_audio
-from ..inputs.sources import AudioInput
+from ..inputs.audio import SAMPLE_RATE, duration_seconds
+from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .batched import decode_batch, per_clip_token_durations
 from .long_audio import long_audio_encoder
@@ -92,6 +92,10 @@ def planning_duration(item: AudioInput) -> float:
     try:
         import soundfile
 
+        if item.embedded is not None:  # audio bytes inside a dataset: their header, without decoding
+            import io
+
+            return float(soundfile.info(io.BytesIO(item.embedded.fetch())).duration)
         return float(soundfile.info(item.path).duration)
     except Exception:
         return 0.0
@@ -104,7 +108,7 @@ def _transcribe_chunk(loaded: LoadedModel, chunk: list[AudioInput], options: Tra
                             warning=item.warning)
         if result.ok:
             try:
-                signal = load_audio(item.path)
+                signal = read_signal(item)
                 result.duration = round(duration_seconds(signal), 4)
                 signals.append((result, signal))
             except ToolkitError as error:

@@ -44,6 +44,52 @@ def load_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(signal, dtype=np.float32)
 
 
+def load_audio_bytes(fetch, name: str, original_name: Optional[str] = None,
+                     sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode audio held in memory (a dataset's embedded bytes); `name` says which input it is in
+    errors. `fetch` returns the bytes; whatever it raises becomes this input's error."""
+    try:
+        data = fetch()
+    except InputError:
+        raise
+    except Exception as error:
+        raise AudioError(f"{name}: cannot read the embedded audio ({type(error).__name__}: {error})") from None
+    if not data:
+        raise AudioError(f"{name}: empty audio (0 bytes)")
+    signal, rate = _decode_bytes(data, name, original_name)
+    if signal.size == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    if not np.isfinite(signal).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    if rate != sample_rate:
+        signal = _resample(name, signal, rate, sample_rate)
+    return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def _decode_bytes(data: bytes, name: str, original_name: Optional[str]) -> tuple[np.ndarray, int]:
+    import io
+
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return samples.mean(axis=1, dtype=np.float32), int(rate)
+    except Exception as error:
+        libsndfile_error = error
+    # Formats libsndfile lacks (m4a, some mp3): librosa's fallback needs a file.
+    import tempfile
+
+    suffix = os.path.splitext(original_name or "")[1][:8]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            return _decode(handle.name)
+        except AudioError:
+            reason = str(libsndfile_error).strip() or type(libsndfile_error).__name__
+            raise AudioError(f"{name}: not readable audio ({reason})") from None
+
+
 def _decode(path: str) -> tuple[np.ndarray, int]:
     import soundfile
 

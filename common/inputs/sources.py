@@ -1,4 +1,5 @@
-"""Turning --audio arguments (files, folders, NeMo JSONL manifests) into a list of inputs.
+"""Turning --audio arguments (files, folders, NeMo JSONL manifests, and the test-set layouts of
+layouts.py) into a list of inputs.
 
 Nothing here raises for a bad input: a missing path, an unreadable folder or manifest, a bad
 manifest line becomes that input's error, so that the other inputs still run."""
@@ -8,40 +9,57 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from . import layouts
 from .audio import os_error_reason, wav_length_warning
+from .items import AUDIO_EXTENSIONS, AudioInput, InputOptions, read_signal, resolve_relative  # noqa: F401 (re-exported)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
 MANIFEST_EXTENSIONS = (".json", ".jsonl")
 
 
-@dataclass
-class AudioInput:
-    path: str
-    text: Optional[str] = None  # reference transcript, from a manifest
-    duration: Optional[float] = None  # from a manifest; the decoded length is what counts
-    error: Optional[str] = None  # set when the input cannot be used at all
-    warning: Optional[str] = None  # usable, but its result should say so (a WAV header overstating the length)
-
-
-def collect_inputs(paths: list[str]) -> list[AudioInput]:
-    items = [item for path in paths for item in _inputs_from(path)]
+def collect_inputs(paths: list[str], options: InputOptions = InputOptions()) -> list[AudioInput]:
+    """Every input the paths hold, in the layout each is detected as (or `options.layout`), cut to
+    `options.limit`."""
+    items = [item for path in paths for item in _inputs_from(path, options)]
+    items = subset(items, options.limit, options.seed)
     for item in items:
-        if item.error is None:
+        if item.error is None and item.embedded is None:
             item.warning = wav_length_warning(item.path)
     return items
 
 
-def _inputs_from(path: str) -> list[AudioInput]:
-    if os.path.isdir(path):
-        return _folder_inputs(path)
-    if path.lower().endswith(MANIFEST_EXTENSIONS) and os.path.isfile(path):
-        return read_manifest(path)
+def subset(items: list, limit: Optional[float], seed: int) -> list:
+    """The first `limit` items (an int), or a share of them (a fraction in (0, 1)) drawn with
+    `seed`, kept in input order."""
+    if limit is None:
+        return items
+    if isinstance(limit, int):
+        return items[:limit]
+    import random
+
+    count = max(1, round(limit * len(items))) if items else 0
+    chosen = sorted(random.Random(seed).sample(range(len(items)), count))
+    return [items[i] for i in chosen]
+
+
+def _inputs_from(path: str, options: InputOptions = InputOptions()) -> list[AudioInput]:
+    layout = options.layout if options.layout != "auto" else layouts.detect_layout(path)
     if not os.path.exists(path):
         return [AudioInput(path, error=f"{path}: no such file or folder")]
+    if layout == "librispeech":
+        return layouts.read_librispeech(path)
+    if layout == "kaldi":
+        return layouts.read_kaldi(path)
+    if layout == "hf":
+        return layouts.read_hf(path, options)
+    if layout == "manifest":
+        if os.path.isdir(path):
+            return [AudioInput(path, error=f"{path}: is a folder, not a NeMo manifest")]
+        return read_manifest(path)
+    if os.path.isdir(path):
+        return _folder_inputs(path)
     return [AudioInput(path)]  # checked when read: a pipe or a locked file says what it is then
 
 
@@ -114,29 +132,12 @@ def _manifest_entry(line: bytes, where: str, base: str) -> AudioInput:
         return AudioInput(where, error=f"{where}: invalid JSON (nested too deeply)")
     if not isinstance(entry, dict) or not isinstance(entry.get("audio_filepath"), str):
         return AudioInput(where, error=f"{where}: no 'audio_filepath' string")
-    path, error = _audio_path(os.path.expanduser(entry["audio_filepath"]), base)
+    path, error = resolve_relative(os.path.expanduser(entry["audio_filepath"]), base)
     if error:
         return AudioInput(where, error=f"{where}: {error}")
     text = entry.get("text")
-    return AudioInput(path, text=text if isinstance(text, str) else None, duration=_seconds(entry.get("duration")))
-
-
-def _audio_path(path: str, base: str) -> tuple[str, Optional[str]]:
-    """(the path to read, None), or (the path, why it cannot be found) for a relative path found
-    neither beside the manifest nor in the working folder. An absolute path is taken as it is:
-    reading it says what is wrong with it."""
-    if os.path.isabs(path):
-        return os.path.normpath(path), None
-    beside_manifest = os.path.normpath(os.path.join(base, path))
-    in_working_folder = os.path.normpath(os.path.abspath(path))
-    for candidate in (beside_manifest, in_working_folder):
-        if os.path.lexists(candidate):
-            return candidate, None
-    if beside_manifest == in_working_folder:
-        return beside_manifest, (f"audio file not found: tried {beside_manifest} (relative to the manifest "
-                                 "and to the working folder)")
-    return beside_manifest, (f"audio file not found: tried {beside_manifest} (relative to the manifest) "
-                             f"and {in_working_folder} (relative to the working folder)")
+    return AudioInput(path, text=text if isinstance(text, str) else None, duration=_seconds(entry.get("duration")),
+                      entry=entry)
 
 
 def _seconds(value) -> Optional[float]:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from ..device.accelerators import DeviceChoice, device_name, prepare_device
 from ..device.environment import collect_environment
 from ..errors import InputError, SetupError
-from ..inputs.sources import AudioInput
+from ..inputs.sources import AudioInput, resolve_relative
 from ..measure.accuracy import (
     AccuracyOptions,
     compare_file,
@@ -45,23 +45,50 @@ class AccuracyRun:
 
 def load_reference_results(path: str) -> dict[str, dict]:
     """Reference sides by resolved audio path, from an accuracy_run.py results JSON (its
-    reference side) or an inference.py JSON/JSONL made with word timestamps on the reference."""
+    reference side), an inference.py JSON/JSONL made with word timestamps on the reference, or a
+    NeMo result manifest (`audio_filepath` + `pred_text` per line, as NeMo's transcribe_speech.py
+    writes it on a GPU host; word timestamps used when it has them, drift left out otherwise)."""
     try:
         text = open(path, encoding="utf-8").read()
-        documents = [json.loads(text)] if not path.endswith(".jsonl") else \
-            [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SetupError(f"--reference-results {path}: not readable as JSON ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SetupError(f"--reference-results {path}: not readable ({error})") from None
+    documents = _json_documents(path, text)
+    base = os.path.dirname(os.path.abspath(path))
     sides = {}
-    for document in documents:
-        for entry in _reference_entries(document):
+    for document in (d for d in documents if isinstance(d, dict)):
+        for entry in _reference_entries(document, base):
             sides[os.path.realpath(entry["path"])] = entry["side"]
     if not sides:
-        raise SetupError(f"--reference-results {path}: holds no reference transcripts with word timestamps")
+        raise SetupError(f"--reference-results {path}: holds no reference transcripts (with word timestamps, or "
+                         "a NeMo result manifest's pred_text)")
     return sides
 
 
-def _reference_entries(document: dict):
+def _json_documents(path: str, text: str) -> list[dict]:
+    """One JSON document, or JSON lines (NeMo manifests are JSON lines whatever their name)."""
+    if not path.endswith(".jsonl"):
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError:
+            pass
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                documents.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise SetupError(f"--reference-results {path}:{number}: invalid JSON ({error.msg})") from None
+    return documents
+
+
+def _reference_entries(document: dict, base: str):
+    if "pred_text" in document and isinstance(document.get("audio_filepath"), str):  # a NeMo result manifest line
+        words = [w for w in document.get("word") or [] if isinstance(w, dict) and {"word", "start", "end"} <= set(w)] \
+            if isinstance(document.get("word"), list) else []
+        audio, _ = resolve_relative(os.path.expanduser(document["audio_filepath"]), base)
+        yield {"path": audio, "side": {"text": str(document["pred_text"]), "words": words,
+                                       "latency": None, "rtfx": None}}
+        return
     if "accuracy" in document:  # accuracy_run.py results
         for f in document["accuracy"]["files"]:
             if not f.get("error") and "words" in f.get("reference", {}):

@@ -22,7 +22,7 @@ from ..errors import ToolkitError
 from ..inputs.audio import check_audio_header
 from ..inputs.sources import AudioInput
 from ..model.loading import LoadedModel, ModelSource, describe, load_model, model_identity
-from ..outputs.documents import inference_document, model_summary, record_entry, write_outputs
+from ..outputs.documents import extension, inference_document, model_summary, record_entry, write_outputs
 from ..outputs.paths import check_outputs
 from ..outputs.stream import RecordStream, open_stream, stream_path_for
 from .pipeline import Pipeline
@@ -79,7 +79,7 @@ class InferenceJob:
         """Records of the inputs at `indices`, batch by batch as each finishes."""
         items = [self.items[i] for i in indices]
         for item in items:
-            if item.error is None:
+            if item.error is None and item.embedded is None:  # embedded audio is checked when decoded
                 try:
                     check_audio_header(item.path)
                 except ToolkitError as error:
@@ -115,7 +115,7 @@ def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
     """Run the job to its published output; returns every input's record in input order."""
     paths = [item.path for item in job.items]
     check_outputs(plan.output, plan.output_dir, [p for p in paths if os.path.exists(p)],
-                  "txt" if plan.format == "text" else plan.format)
+                  extension(plan.format))
     stream_path = stream_path_for(plan.output, plan.output_dir)
     stream = open_stream(stream_path, job.fingerprint(), plan.resume)
     pipeline = Pipeline(job.items, stream, lambda entry, item: FileRecord.from_dict({**entry, "path": item.path}),
@@ -143,7 +143,7 @@ def _finish(job: InferenceJob, plan: OutputPlan, records: list[FileRecord],
     if every_one_failed and plan.output and os.path.exists(plan.output):
         job.say(f"note: every input failed; {plan.output} was left as it was")
     elif not (plan.format == "jsonl" and plan.output is None):
-        write_outputs(document, records, plan.format, plan.output, plan.output_dir)
+        write_outputs(document, records, plan.format, plan.output, plan.output_dir, [i.entry for i in job.items])
     if stream:
         stream.finish(all(r.ok for r in records), job.say)
     return records

@@ -12,7 +12,7 @@ from ..device.accelerators import resolve_device
 from ..engine.precision import check_dtype_for_device
 from ..engine.transcriber import LONG_AUDIO_SECONDS
 from ..files import write_json_atomic
-from ..inputs.sources import collect_inputs
+from ..inputs.sources import InputOptions, collect_inputs
 from ..measure.accuracy import AccuracyOptions
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
 from ..model.loading import ModelPool, resolve_model_source
@@ -38,13 +38,14 @@ class SmokeOptions:
     report_dir: Optional[str] = None  # the accuracy stage keeps its comparisons here as they finish
     resume: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the one long-audio rule, in every stage
+    inputs: InputOptions = InputOptions()  # layout, columns, --limit
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
               say: Callable[[str], None] = lambda _: None) -> dict:
     """Each stage's document, stopping after the checks if any FAILs; `stages` says what ran."""
     document: dict = {"stages": {}, "model_loads": []}
-    checks = checks_document(run_checks(options.model, list(options.audio), options.device))
+    checks = checks_document(run_checks(options.model, list(options.audio), options.device, options.inputs))
     document["checks"] = checks
     document["stages"]["checks"] = "passed" if checks["passed"] else "failed"
     if not checks["passed"]:
@@ -57,7 +58,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     reference = resolve_device(REFERENCE_DEVICE)
     source = resolve_model_source(options.model)
     pool = ModelPool(timestamps=True, quiet=options.quiet, loader=options.loader)
-    signals = load_signals(list(options.audio))
+    signals = load_signals(list(options.audio), options.inputs)
     say("cold start: loading the model and timing its first call ...")
     document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds,
                                                 options.long_audio_seconds)
@@ -70,10 +71,11 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
             write_json_atomic(output, accuracy_document)
 
     accuracy = accuracy_check(
-        target, reference, source, source, pool, collect_inputs(list(options.audio)),
+        target, reference, source, source, pool, collect_inputs(list(options.audio), options.inputs),
         AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
                         max_wer=options.max_wer, debug=options.debug,
-                        long_audio_seconds=options.long_audio_seconds), accuracy_run, publish)
+                        long_audio_seconds=options.long_audio_seconds, seed=options.inputs.seed),
+        accuracy_run, publish)
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")

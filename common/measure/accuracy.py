@@ -9,8 +9,8 @@ from typing import Callable, Optional
 from ..device.clocks import rtfx, timed
 from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, transcribe_signals
 from ..errors import ToolkitError
-from ..inputs.audio import duration_seconds, load_audio
-from ..inputs.sources import AudioInput
+from ..inputs.audio import duration_seconds
+from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .compare import (
     aligned_word_offsets,
@@ -21,6 +21,7 @@ from .compare import (
     timestamp_drift,
     word_differences,
 )
+from .confidence import LEVEL, RESAMPLES, truth_statistics, utterance_counts, with_interval
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class AccuracyOptions:
     max_wer: float = 0.0
     debug: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the same long-audio rule on both sides
+    seed: int = 0  # the bootstrap's resampling (confidence intervals)
 
     def side(self, dtype: str) -> TranscribeOptions:
         """How one side transcribes: one file at a time, word timestamps, at `dtype`."""
@@ -65,7 +67,7 @@ def compare_file(target: Callable[[object], dict], reference: Callable[[object],
         return entry
     if item.warning:
         entry["warning"] = item.warning
-    signal = load_audio(item.path)
+    signal = read_signal(item)
     entry["duration"] = round(duration_seconds(signal), 4)
     ref, dev = reference(signal), target(signal)
     entry.update({
@@ -96,7 +98,7 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
         if item.error:
             continue
         try:
-            signal = load_audio(item.path)
+            signal = read_signal(item)
         except ToolkitError:
             continue
         for _ in range(options.warmup):
@@ -108,11 +110,11 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
 
 def summarize(files: list[dict], options: AccuracyOptions) -> dict:
     """Per-file entries, the aggregate and the verdict against the thresholds."""
-    aggregate = aggregate_results(files)
+    aggregate = aggregate_results(files, options.seed)
     return {"files": files, "aggregate": aggregate, "verdict": verdict(aggregate, options)}
 
 
-def aggregate_results(files: list[dict]) -> dict:
+def aggregate_results(files: list[dict], seed: int = 0) -> dict:
     compared = [f for f in files if not f.get("error")]
     offsets = [aligned_word_offsets(f["reference"]["words"], f["device"]["words"]) for f in compared]
     starts = [s for pair in offsets for s in pair[0]]
@@ -124,6 +126,7 @@ def aggregate_results(files: list[dict]) -> dict:
         "exact_matches": sum(f["match"] for f in compared),
         "match_rate": (sum(f["match"] for f in compared) / len(compared)) if compared else None,
         **corpus_error_rates([f["reference"]["text"] for f in compared], [f["device"]["text"] for f in compared]),
+        "confidence": _device_vs_reference_intervals(compared, seed),
         "drift": summarize_drift(starts, ends),
         "timing": {side: _timing_totals(compared, side) for side in ("reference", "device")},
     }
@@ -135,7 +138,32 @@ def aggregate_results(files: list[dict]) -> dict:
             "reference": corpus_error_rates(truths, [normalize_english(f["reference"]["text"]) for f in with_truth]),
             "device": corpus_error_rates(truths, [normalize_english(f["device"]["text"]) for f in with_truth]),
         }
+        counts = []
+        for f, truth in zip(with_truth, truths):
+            f["truth"]["counts"] = {side: utterance_counts(truth, normalize_english(f[side]["text"]))
+                                    for side in ("device", "reference")}
+            counts.append(f["truth"]["counts"])
+        aggregate["truth"]["confidence"] = truth_statistics(counts, seed)
+        aggregate["truth"]["worst"] = worst_utterances(with_truth)
     return aggregate
+
+
+def _device_vs_reference_intervals(compared: list[dict], seed: int) -> dict:
+    counts = [utterance_counts(f["reference"]["text"], f["device"]["text"]) for f in compared]
+    return {"wer": with_interval([c["word_errors"] for c in counts], [c["words"] for c in counts], seed),
+            "cer": with_interval([c["char_errors"] for c in counts], [c["chars"] for c in counts], seed),
+            "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": seed, "unit": "utterance"}}
+
+
+def worst_utterances(with_truth: list[dict], limit: int = 10) -> list[dict]:
+    """The utterances with the most device word errors against the truth (ties: the longer first)."""
+    ranked = sorted(with_truth, key=lambda f: (-f["truth"]["counts"]["device"]["word_errors"],
+                                               -f["truth"]["counts"]["device"]["words"]))
+    return [{"path": f["path"], "duration": f["duration"], "word_errors": f["truth"]["counts"]["device"]["word_errors"],
+             "words": f["truth"]["counts"]["device"]["words"], "wer": f["truth"]["device"]["wer"],
+             "reference_wer": f["truth"]["reference"]["wer"], "truth": f["truth"]["text"],
+             "device": f["device"]["text"]}
+            for f in ranked[:limit] if f["truth"]["counts"]["device"]["word_errors"] > 0]
 
 
 def _timing_totals(compared: list[dict], side: str) -> dict:

@@ -16,8 +16,8 @@ from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
 from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, batches_for, transcribe_signals
 from ..errors import InputError
-from ..inputs.audio import duration_seconds, load_audio
-from ..inputs.sources import collect_inputs
+from ..inputs.audio import duration_seconds
+from ..inputs.sources import InputOptions, collect_inputs, read_signal
 from ..model.loading import LoadedModel, ModelPool, ModelSource, configure_decoding
 
 STAGE_NAMES = ("features", "encoder", "decoding")
@@ -50,14 +50,14 @@ class PerfInputs:
     errors: list = field(default_factory=list)
 
 
-def load_signals(paths: list[str]) -> PerfInputs:
+def load_signals(paths: list[str], input_options: InputOptions = InputOptions()) -> PerfInputs:
     """Decode every input once, up front (not timed); bad files are recorded and left out."""
     inputs = PerfInputs()
-    for item in collect_inputs(paths):
+    for item in collect_inputs(paths, input_options):
         try:
             if item.error:
                 raise InputError(item.error)
-            signal = load_audio(item.path)
+            signal = read_signal(item)
         except InputError as error:
             inputs.errors.append(str(error))
             continue

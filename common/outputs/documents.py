@@ -11,7 +11,7 @@ from typing import Optional
 from ..engine.records import FileRecord
 from ..files import write_text_atomic
 from ..model.loading import LoadedModel, ModelSource
-from .formats import SUBTITLE_RENDERERS, render_json, render_text
+from .formats import SUBTITLE_RENDERERS, render_json, render_nemo_manifest, render_text
 from .paths import per_input_names
 
 
@@ -44,7 +44,10 @@ def inference_document(records: list[FileRecord], model: dict, device: dict) -> 
     }
 
 
-def render(document: dict, records: list[FileRecord], output_format: str) -> str:
+def render(document: dict, records: list[FileRecord], output_format: str,
+           entries: Optional[list[Optional[dict]]] = None) -> str:
+    if output_format == "nemo-manifest":
+        return render_nemo_manifest(records, entries or [None] * len(records))
     if output_format == "json":
         return render_json(document)
     if output_format == "jsonl":
@@ -57,21 +60,23 @@ def render(document: dict, records: list[FileRecord], output_format: str) -> str
 
 
 def extension(output_format: str) -> str:
-    return "txt" if output_format == "text" else output_format
+    return {"text": "txt", "nemo-manifest": "jsonl"}.get(output_format, output_format)
 
 
 def write_outputs(document: dict, records: list[FileRecord], output_format: str,
-                  output: Optional[str], output_dir: Optional[str]) -> None:
+                  output: Optional[str], output_dir: Optional[str],
+                  entries: Optional[list[Optional[dict]]] = None) -> None:
     """stdout by default; --output FILE gets the whole run; --output-dir gets a file per input."""
     if output_dir:
         names = per_input_names([r.path for r in records], extension(output_format))
-        for record, entry, name in zip(records, document["results"], names):
+        for index, (record, entry, name) in enumerate(zip(records, document["results"], names)):
             if record.ok:
                 single = dict(document, results=[entry])
-                write_text_atomic(os.path.join(output_dir, name), render(single, [record], output_format))
+                write_text_atomic(os.path.join(output_dir, name),
+                                  render(single, [record], output_format, entries and [entries[index]]))
         if output is None:
             return
-    text = render(document, records, output_format)
+    text = render(document, records, output_format, entries)
     if output:
         write_text_atomic(output, text)
     else:

@@ -22,6 +22,26 @@ def render_json(document: dict) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+def render_nemo_manifest(records: list[FileRecord], entries: list[Optional[dict]]) -> str:
+    """A NeMo result manifest, as NeMo's transcribe_speech.py writes it (and its
+    speech_to_text_eval.py reads it): each input's manifest line with `pred_text` added, and
+    the timestamps under their kind ("word", "segment", "char") when they were asked for.
+    Inputs that were not manifest lines get `audio_filepath`, `duration` and the ground truth as
+    `text` where known. Failed inputs are left out (their errors go to stderr)."""
+    lines = []
+    for record, entry in zip(records, entries):
+        if not record.ok:
+            continue
+        line = dict(entry) if entry else {"audio_filepath": record.path, "duration": record.duration}
+        if not entry and record.truth is not None:
+            line["text"] = record.truth
+        line["pred_text"] = record.text
+        for kind, stamps in (record.timestamps or {}).items():
+            line[kind] = [t.to_dict(kind) for t in stamps]
+        lines.append(json.dumps(line, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
 # The usual subtitle limits (broadcast and streaming guidelines): a cue is read in at most ~7 s,
 # on at most 2 lines of at most 42 characters.
 MAX_CUE_SECONDS = 7.0

@@ -35,7 +35,10 @@ def input_key(path: str) -> Optional[str]:
     try:
         stat = os.stat(path)
     except OSError:
-        return None
+        container, mark, row = path.rpartition("#")  # audio embedded in a dataset: "<container>#<row>"
+        if not mark or not row.isdigit() or not os.path.exists(container):
+            return None
+        return f"{input_key(container) or container}#{row}"
     return f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 

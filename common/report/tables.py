@@ -13,6 +13,15 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def interval_text(estimate: dict, signed: bool = False) -> str:
+    """'0.1145 [0.0588, 0.1644]' for {"value": ..., "ci95": [low, high]}."""
+    spec = "+.4f" if signed else ".4f"
+    if not estimate or estimate.get("value") is None:
+        return "-"
+    ci = estimate.get("ci95")
+    return f"{estimate['value']:{spec}}" + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
+
+
 def accuracy_table(document: dict) -> str:
     from tabulate import tabulate
 
@@ -47,6 +56,13 @@ def accuracy_table(document: dict) -> str:
         truth = agg["truth"]
         lines.append(f"ground truth ({truth['files']} file(s), normalized): WER reference "
                      f"{_fmt(truth['reference']['wer'], '.4f')}, target {_fmt(truth['device']['wer'], '.4f')}")
+        confidence = truth.get("confidence")
+        if confidence:
+            lines.append("  95% bootstrap intervals: WER reference " + interval_text(confidence["reference"]["wer"])
+                         + ", target " + interval_text(confidence["device"]["wer"])
+                         + ", target - reference " + interval_text(confidence["difference"]["wer"], signed=True))
+        if document.get("normalizer"):
+            lines.append(f"  normalizer: {document['normalizer']}")
     timing = agg["timing"]
     lines.append(f"timing (secondary; accuracy_run_perf.py measures speed properly): RTFx reference "
                  f"{_fmt(timing['reference']['rtfx'], '.2f')}, target {_fmt(timing['device']['rtfx'], '.2f')}")
@@ -180,6 +196,11 @@ def smoke_markdown(document: dict) -> str:
     if truth:
         lines += ["", f"Against the manifest's text ({truth['files']} file(s), normalized): WER device "
                       f"{truth['device']['wer']:.4f}, reference {truth['reference']['wer']:.4f}"]
+        confidence = truth.get("confidence")
+        if confidence:
+            lines[-1] += (f"; 95% bootstrap intervals: device {interval_text(confidence['device']['wer'])}, reference "
+                          f"{interval_text(confidence['reference']['wer'])}, device - reference "
+                          f"{interval_text(confidence['difference']['wer'], signed=True)}")
     opts = perf["options"]
     lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, nemo engine, batch 1)", "",
               "| Device | Latency median (s) | p90 (s) | RTFx | Load (s) | First call (s) | Peak memory (MiB) |",
