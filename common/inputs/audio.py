@@ -34,14 +34,7 @@ def load_audio(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode `path` to a mono float32 signal at `sample_rate`, validating it on the way. A WAV
     header that overstates the length is no obstacle: libsndfile decodes the samples present."""
     check_audio_header(path)
-    signal, rate = _decode(path)
-    if signal.size == 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    if not np.isfinite(signal).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    if rate != sample_rate:
-        signal = _resample(path, signal, rate, sample_rate)
-    return np.ascontiguousarray(signal, dtype=np.float32)
+    return _checked(path, *_decode(path), sample_rate)
 
 
 def load_audio_bytes(fetch, name: str, original_name: Optional[str] = None,
@@ -56,7 +49,11 @@ def load_audio_bytes(fetch, name: str, original_name: Optional[str] = None,
         raise AudioError(f"{name}: cannot read the embedded audio ({type(error).__name__}: {error})") from None
     if not data:
         raise AudioError(f"{name}: empty audio (0 bytes)")
-    signal, rate = _decode_bytes(data, name, original_name)
+    return _checked(name, *_decode_bytes(data, name, original_name), sample_rate)
+
+
+def _checked(name: str, signal: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """The decoded samples of `name`, refused when empty or not finite, at `sample_rate`."""
     if signal.size == 0:
         raise AudioError(f"{name}: contains no audio samples")
     if not np.isfinite(signal).all():
