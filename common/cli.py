@@ -234,6 +234,14 @@ def input_paths(args: argparse.Namespace) -> list[str]:
     return paths
 
 
+def launch_line(args, ranks) -> str:
+    """The command line to repeat (resume hints): under torchrun, with torchrun in front."""
+    if ranks is not None and ranks.ranked:
+        nodes = "" if ranks.size == ranks.local_size else f"--nnodes {ranks.size // ranks.local_size} ... "
+        return f"torchrun {nodes}--nproc-per-node {ranks.local_size} {args.command_line}"
+    return args.command_line
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -243,13 +251,31 @@ def show_progress(json_mode: bool) -> bool:
     return not json_mode and sys.stderr.isatty()
 
 
-def select_device(spec: str, announce: bool = True, dtype: str | None = None):
+def world():
+    """This process's place under torchrun (a world of one without it)."""
+    from .ranks.world import world_from_env
+
+    return world_from_env()
+
+
+def select_device(spec: str, announce: bool = True, dtype: str | None = None, ranks=None):
     """Resolve --device and say once which device was chosen and why. With `dtype`, a precision
-    that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load."""
-    from .device.accelerators import resolve_device
+    that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load.
+    Under torchrun (`ranks`, a World of several) the rank takes the card of its LOCAL_RANK."""
+    from .device.accelerators import DeviceChoice, resolve_device
     from .engine.precision import check_dtype_for_device
 
     choice = resolve_device(spec)
+    if ranks is not None and ranks.ranked:
+        from .ranks.world import device_for_rank, rank_device_spec
+
+        rank_device_spec(spec, ranks)
+        device = device_for_rank(choice.device, ranks)
+        if device != choice.device:
+            choice = resolve_device(device)
+        choice = DeviceChoice(choice.device, f"{ranks.label}, LOCAL_RANK {ranks.local_rank}; {choice.reason}",
+                              choice.warning)
+        announce = announce and ranks.is_main
     if choice.warning:
         say(f"warning: {choice.warning}")
     if dtype is not None:

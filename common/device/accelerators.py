@@ -233,6 +233,13 @@ def _accelerator(device: str):
     return {"npu": getattr(torch, "npu", None), "cuda": torch.cuda}.get(kind)
 
 
+def set_current_device(device: str) -> None:
+    """Make `device` the current card of this process (torchrun ranks: before the process group)."""
+    module = _accelerator(device)
+    if module is not None:
+        module.set_device(device_index(device))
+
+
 def prepare_device(device: str, exact_fp32: bool = True) -> list[str]:
     """Select the device and apply its settings; returns the settings applied, in words."""
     module = _accelerator(device)
