@@ -177,6 +177,7 @@ def main(parser: argparse.ArgumentParser, argv: list[str] | None, script: str,
 
 
 def check_combinations(args: argparse.Namespace) -> None:
+    check_rank_device(args)
     check_dtype_on_named_devices(args)
     check_decoder_device(args)
     check_output_targets(args)
@@ -185,6 +186,14 @@ def check_combinations(args: argparse.Namespace) -> None:
 
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def check_rank_device(args) -> None:
+    """Under torchrun every rank takes the card of its LOCAL_RANK: a fixed --device npu:N is refused."""
+    if getattr(args, "device", None) and ("WORLD_SIZE" in os.environ or "LOCAL_RANK" in os.environ):
+        from .ranks.world import rank_device_spec, world_from_env
+
+        rank_device_spec(args.device, world_from_env())
 
 
 def check_dtype_on_named_devices(args) -> None:

@@ -139,7 +139,8 @@ def _run_ranked(job: InferenceJob, plan: OutputPlan, world: World) -> Optional[l
         stream = ranked.open(stream_path_for(plan.output, plan.output_dir), job.fingerprint(), plan.resume)
         pipeline = Pipeline(job.items, stream, _restore, ranked.say, plan.command_line)
         share = ranked.my_share(pipeline, job.items, planning_duration)
-        records = pipeline.run(job.batches(share), FileRecord.to_dict, lambda batch: _report_batch(job, plan, batch))
+        records = pipeline.run(_on_card(job.batches(share), job.choice.device), FileRecord.to_dict,
+                               lambda batch: _report_batch(job, plan, batch))
         stream.close()
         mine = [records[i] for i in share]
         summaries = ranked.gather({"failed": sum(not r.ok for r in mine),
@@ -157,6 +158,14 @@ def _run_ranked(job: InferenceJob, plan: OutputPlan, world: World) -> Optional[l
         return records
     finally:
         ranked.close()
+
+
+def _on_card(batches, device: str):
+    """Each record names the card it ran on (the ranks' cards differ)."""
+    for batch in batches:
+        for _, record in batch:
+            record.device = device
+        yield batch
 
 
 def _report_batch(job: InferenceJob, plan: OutputPlan, batch: list[tuple[int, FileRecord]]) -> None:
