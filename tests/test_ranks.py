@@ -218,3 +218,18 @@ def test_a_fixed_card_under_torchrun_is_refused_in_one_line(tmp_path):
                           env={**os.environ, "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--device npu:1: under torchrun every rank takes its own card" in proc.stderr
+
+
+@pytest.mark.skipif(missing_api() is not None, reason="emulated npu needs a newer torch")
+def test_the_dry_run_lists_every_visible_card_and_the_torchrun_command():
+    proc = subprocess.run([sys.executable, "-m", "tests.emulated_npu", "check_accuracy_run_perf.py", "--dry-run",
+                           "--model", "demo", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ASCEND_RT_VISIBLE_DEVICES": "0,2,5"})
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["cards"]["value"] == "3 visible (visible devices '0,2,5')"
+    for card in ("npu:0", "npu:1", "npu:2"):
+        assert checks[f"card {card}"]["status"] == "PASS" and "4x4 matmul ok" in checks[f"card {card}"]["value"]
+        assert "Ascend910B4 (emulated), 32.0 of 32.0 GiB free" in checks[f"card {card}"]["value"]
+    assert "card npu:3" not in checks
+    assert checks["hccl"]["status"] == "WARN"  # the emulator has no HCCL: its ranks coordinate over gloo
+    assert checks["torchrun"]["value"].startswith("torchrun --nproc-per-node 3 ")

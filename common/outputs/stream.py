@@ -180,9 +180,11 @@ class RecordStream:
 
     def finish(self, complete: bool, say: Callable[[str], None]) -> None:
         """After publishing: a complete run needs its stream no more; otherwise --resume will
-        retry only what failed."""
+        retry only what failed. Complete, it removes the rank streams of an earlier torchrun
+        run too: every record they held is in the published output."""
         if complete:
             self.remove()
+            remove_family(self.path)
             return
         self.close()
         say(f"note: records kept in {self.path}; --resume retries only the failed input(s)")
