@@ -193,7 +193,11 @@ def check_rank_device(args) -> None:
     if getattr(args, "device", None) and ("WORLD_SIZE" in os.environ or "LOCAL_RANK" in os.environ):
         from .ranks.world import rank_device_spec, world_from_env
 
-        rank_device_spec(args.device, world_from_env())
+        world = world_from_env()
+        rank_device_spec(args.device, world)
+        if world.ranked and hasattr(args, "resume") and not (args.output or getattr(args, "output_dir", None)):
+            raise SetupError("under torchrun give --output FILE (or --output-dir DIR): the ranks keep their "
+                             "records beside it and rank 0 merges them there")
 
 
 def check_dtype_on_named_devices(args) -> None:
