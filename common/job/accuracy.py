@@ -26,7 +26,7 @@ from ..measure.accuracy import (
 from ..measure.compare import NORMALIZER
 from ..model.loading import ModelPool, ModelSource, model_identity
 from ..outputs.paths import check_output_file
-from ..outputs.stream import RecordStream, open_stream, stream_path_for
+from ..outputs.stream import open_stream, stream_path_for
 from ..engine.transcriber import planning_duration
 from ..ranks.world import World
 from .pipeline import Pipeline

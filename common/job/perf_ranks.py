@@ -16,10 +16,9 @@ import time
 from typing import Callable, Optional
 
 from ..device.accelerators import DeviceChoice, synchronize
-from ..engine.transcriber import batches_for
+from ..engine.transcriber import batches_for, planning_duration
 from ..errors import InputError
 from ..inputs.sources import collect_inputs
-from ..engine.transcriber import planning_duration
 from ..measure.perf import PerfConfig, PerfOptions, PerfSweep, load_signals, pass_options, run_pass, run_perf
 from ..model.loading import ModelPool, ModelSource, configure_decoding
 from ..ranks.world import Coordinator, World, shard_by_duration

@@ -15,7 +15,7 @@ from typing import Callable, Generic, Optional, TypeVar
 
 from ..errors import SetupError
 from ..inputs.sources import AudioInput
-from ..outputs.stream import RESUME_HINT, RecordStream, input_key, rank_stream_path, read_family, remove_family
+from ..outputs.stream import RESUME_HINT, RecordStream, rank_stream_path, read_family, remove_family
 from ..ranks.world import Coordinator, World, shard_by_duration
 from .pipeline import Pipeline
 

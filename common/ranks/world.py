@@ -207,7 +207,3 @@ class Coordinator:
     def describe(self) -> dict:
         return {"rank": self.world.rank, "local_rank": self.world.local_rank, "world_size": self.world.size,
                 "device": self.device, "backend": self.backend, "threads": self.threads}
-
-
-def torchrun_command(nproc: int, script_and_args: str) -> str:
-    return f"torchrun --nproc-per-node {nproc} {script_and_args}"
