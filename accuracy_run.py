@@ -71,6 +71,8 @@ def accuracy_command(args) -> int:
             write_json_atomic(args.output, document)
 
     document = run_accuracy_check(args, items, target_source, reference_source, pool, publish)
+    if document is None:  # a rank other than 0 under torchrun: rank 0 reports for every card
+        return 0
     if args.html:
         from common.report.html import accuracy_html
 
@@ -84,7 +86,8 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     from common.measure.accuracy import AccuracyOptions
     from common.model.loading import describe
 
-    target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype)
+    ranks = cli.world()
+    target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks)
     reference = cli.select_device(args.reference, announce=False)
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
@@ -92,9 +95,10 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
                               max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds,
                               seed=args.seed)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
-                      command_line=args.command_line, truth_text=args.truth_text,
+                      command_line=cli.launch_line(args, ranks), truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)
-    return accuracy_check(target, reference, target_source, reference_source, pool, items, options, run, publish)
+    return accuracy_check(target, reference, target_source, reference_source, pool, items, options, run, publish,
+                          ranks)
 
 
 def main(argv: list[str] | None = None) -> int:

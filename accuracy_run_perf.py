@@ -49,6 +49,9 @@ def build_parser():
     parser.add_argument("--runs", type=options.integer(1), default=5, help="timed runs per configuration")
     parser.add_argument("--no-engine-check", action="store_true",
                         help="skip running the other engine once to compare transcripts")
+    parser.add_argument("--baseline-throughput", type=options.positive, default=None, metavar="AUDIO_S_PER_S",
+                        help="under torchrun: one rank's throughput (audio seconds per second) to compute scaling "
+                             "efficiency against, instead of timing rank 0 alone on the whole set")
     parser.add_argument("--csv", metavar="FILE", type=options.non_empty, default=None, help="also write one CSV row per configuration")
     cli.add_output_arguments(parser)
     cli.add_html_argument(parser)
@@ -67,6 +70,8 @@ def perf_command(args) -> int:
     import_nemo_asr(quiet=not args.debug)
     import_seconds = time.perf_counter() - start
     document = run_benchmark(args, import_seconds)
+    if document is None:  # a rank other than 0 under torchrun: rank 0 reports for every card
+        return 0
     if args.output:
         write_json_atomic(args.output, document)
     if args.csv:
@@ -75,7 +80,7 @@ def perf_command(args) -> int:
         from common.report.html import perf_html
 
         write_text_atomic(args.html, perf_html(document))
-    sys.stdout.write(render_json(document) if args.json else perf_table(document))
+    sys.stdout.write(render_json(document) if args.json else perf_table(document) + ranks_lines(document))
     return 0 if document["ok"] else 1
 
 
@@ -85,6 +90,9 @@ def run_benchmark(args, import_seconds: float) -> dict:
     from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
 
     source = resolve_model_source(args.model or default_model_spec())
+    ranks = cli.world()
+    if ranks.ranked:
+        return run_ranked_benchmark(args, import_seconds, source, ranks)
     inputs = load_signals(cli.input_paths(args), cli.input_options(args))
     for error in inputs.errors:
         cli.say(f"error: {error}")
@@ -103,6 +111,43 @@ def run_benchmark(args, import_seconds: float) -> dict:
     progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
     pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)
     return run_perf(choices, source, pool, inputs, sweep, options, import_seconds, args.command_line, progress)
+
+
+def ranks_lines(document: dict) -> str:
+    """Under torchrun: per-rank RTFx and the host's aggregate (the table above is rank 0's share)."""
+    if "aggregate" not in document:
+        return ""
+    agg = document["aggregate"]
+    lines = ["", "the table above is rank 0's share; every rank (each on its own share):"]
+    lines += [f"  rank {r['rank']} {r['device']}: {r['audio_seconds']:.1f} s of audio, RTFx {r['rtfx']:.2f}, "
+              f"{r['threads']} CPU thread(s)" for r in document["ranks"]]
+    lines.append(f"aggregate ({agg['ranks']} ranks, {agg['config']}): {agg['throughput']:.2f} audio s per wall s; "
+                 f"one rank {agg['one_rank']['throughput']:.2f} ({agg['one_rank']['measured']}); speedup "
+                 f"{agg['speedup']:.2f}x, scaling efficiency {agg['scaling_efficiency']:.0%}")
+    return "\n".join(lines) + "\n"
+
+
+def run_ranked_benchmark(args, import_seconds: float, source, ranks):
+    from common.engine.precision import check_dtype_for_device
+    from common.errors import SetupError
+    from common.job.perf_ranks import run_ranked_perf
+    from common.measure.perf import PerfOptions, PerfSweep
+    from common.model.loading import ModelPool
+
+    if args.devices:
+        raise SetupError("--devices: under torchrun every rank benchmarks its own card; give --device")
+    choice = cli.select_device(args.device, announce=not args.json, ranks=ranks)
+    for dtype in args.dtype:
+        check_dtype_for_device(dtype, choice.device)
+    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
+    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
+    options = PerfOptions(warmup=args.warmup, runs=args.runs,
+                          check_engines=not args.no_engine_check and decoder_device is None,
+                          long_audio_seconds=args.long_audio_seconds)
+    pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)
+    say = (lambda m: None) if args.json else cli.say
+    return run_ranked_perf(ranks, choice, source, pool, cli.input_paths(args), sweep, options, import_seconds,
+                           cli.launch_line(args, ranks), args.baseline_throughput, say)
 
 
 def main(argv: list[str] | None = None) -> int:

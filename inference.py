@@ -72,7 +72,8 @@ def transcribe_command(args) -> int:
     check_options(args, output_format, len(items))
     source = resolve_model_source(args.model or default_model_spec())
     quiet_stderr = output_format in ("json", "jsonl")
-    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype)
+    ranks = cli.world()
+    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype, ranks=ranks)
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     batched = args.engine == "batched"
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
@@ -82,8 +83,10 @@ def transcribe_command(args) -> int:
     settings = JobSettings(options, args.loader, decoder_device, quiet=not args.debug,
                            progress=cli.show_progress(quiet_stderr) and len(items) > 1)
     job = InferenceJob(source, items, device, settings, say=cli.say)
-    plan = OutputPlan(output_format, args.output, args.output_dir, args.resume, args.command_line)
-    records = run_inference(job, plan)
+    plan = OutputPlan(output_format, args.output, args.output_dir, args.resume, cli.launch_line(args, ranks))
+    records = run_inference(job, plan, ranks)
+    if records is None:  # a rank other than 0: its share is in its stream, rank 0 publishes
+        return 0
     failed = sum(not r.ok for r in records)
     if failed and len(records) > 1:
         cli.say(f"{failed} of {len(records)} input(s) failed")

@@ -212,6 +212,7 @@ def main(parser: argparse.ArgumentParser, argv: list[str] | None, script: str,
 
 
 def check_combinations(args: argparse.Namespace) -> None:
+    check_rank_device(args)
     check_dtype_on_named_devices(args)
     check_decoder_device(args)
     check_output_targets(args)
@@ -220,6 +221,18 @@ def check_combinations(args: argparse.Namespace) -> None:
 
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def check_rank_device(args) -> None:
+    """Under torchrun every rank takes the card of its LOCAL_RANK: a fixed --device npu:N is refused."""
+    if getattr(args, "device", None) and ("WORLD_SIZE" in os.environ or "LOCAL_RANK" in os.environ):
+        from .ranks.world import rank_device_spec, world_from_env
+
+        world = world_from_env()
+        rank_device_spec(args.device, world)
+        if world.ranked and hasattr(args, "resume") and not (args.output or getattr(args, "output_dir", None)):
+            raise SetupError("under torchrun give --output FILE (or --output-dir DIR): the ranks keep their "
+                             "records beside it and rank 0 merges them there")
 
 
 def check_dtype_on_named_devices(args) -> None:
@@ -269,6 +282,14 @@ def input_paths(args: argparse.Namespace) -> list[str]:
     return paths
 
 
+def launch_line(args, ranks) -> str:
+    """The command line to repeat (resume hints): under torchrun, with torchrun in front."""
+    if ranks is not None and ranks.ranked:
+        nodes = "" if ranks.size == ranks.local_size else f"--nnodes {ranks.size // ranks.local_size} ... "
+        return f"torchrun {nodes}--nproc-per-node {ranks.local_size} {args.command_line}"
+    return args.command_line
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -278,13 +299,31 @@ def show_progress(json_mode: bool) -> bool:
     return not json_mode and sys.stderr.isatty()
 
 
-def select_device(spec: str, announce: bool = True, dtype: str | None = None):
+def world():
+    """This process's place under torchrun (a world of one without it)."""
+    from .ranks.world import world_from_env
+
+    return world_from_env()
+
+
+def select_device(spec: str, announce: bool = True, dtype: str | None = None, ranks=None):
     """Resolve --device and say once which device was chosen and why. With `dtype`, a precision
-    that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load."""
-    from .device.accelerators import resolve_device
+    that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load.
+    Under torchrun (`ranks`, a World of several) the rank takes the card of its LOCAL_RANK."""
+    from .device.accelerators import DeviceChoice, resolve_device
     from .engine.precision import check_dtype_for_device
 
     choice = resolve_device(spec)
+    if ranks is not None and ranks.ranked:
+        from .ranks.world import device_for_rank, rank_device_spec
+
+        rank_device_spec(spec, ranks)
+        device = device_for_rank(choice.device, ranks)
+        if device != choice.device:
+            choice = resolve_device(device)
+        choice = DeviceChoice(choice.device, f"{ranks.label}, LOCAL_RANK {ranks.local_rank}; {choice.reason}",
+                              choice.warning)
+        announce = announce and ranks.is_main
     if choice.warning:
         say(f"warning: {choice.warning}")
     if dtype is not None:

@@ -29,6 +29,28 @@ import torch
 from torch.utils._pytree import tree_map
 
 DEVICE_NAME = "Ascend910B4 (emulated)"
+# How many cards: $EMULATED_NPU_DEVICES (default 2), or as many as ASCEND_RT_VISIBLE_DEVICES lists,
+# as torch_npu counts them. A tensor lives on the card current when it was made (set_device), or
+# on the one a .to("npu:N") / factory names.
+_DEVICES = {"count": None, "current": 0}
+
+
+def device_count() -> int:
+    if _DEVICES["count"] is None:
+        import os
+
+        visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
+        count = int(os.environ.get("EMULATED_NPU_DEVICES", "2"))
+        _DEVICES["count"] = len([v for v in visible.split(",") if v.strip()]) if visible is not None else count
+    return _DEVICES["count"]
+
+
+def _index_of(device) -> int:
+    """The card a device argument names; the current one for a bare "npu"."""
+    if device is None:
+        return _DEVICES["current"]
+    index = torch.device(device).index
+    return _DEVICES["current"] if index is None else index
 TOTAL_MEMORY = 32 * 2**30
 REQUIRED_API = ("torch.utils.backend_registration._setup_privateuseone_for_python_backend",
                 "torch.Tensor._make_wrapper_subclass")
@@ -84,10 +106,11 @@ class NpuTensor(torch.Tensor):
     _payload: torch.Tensor
 
     @staticmethod
-    def __new__(cls, payload: torch.Tensor):
+    def __new__(cls, payload: torch.Tensor, index: int | None = None):
+        index = _DEVICES["current"] if index is None else index
         wrapper = torch.Tensor._make_wrapper_subclass(
             cls, payload.size(), strides=payload.stride(), storage_offset=payload.storage_offset(),
-            dtype=payload.dtype, layout=payload.layout, device=torch.device("npu", 0),
+            dtype=payload.dtype, layout=payload.layout, device=torch.device("npu", index),
             requires_grad=payload.requires_grad)
         wrapper._payload = payload
         _LIVE.add(wrapper)
@@ -96,7 +119,7 @@ class NpuTensor(torch.Tensor):
     __torch_function__ = torch._C._disabled_torch_function_impl
 
     def __repr__(self, *, tensor_contents=None):
-        return f"NpuTensor({self._payload!r}, device='npu:0')"
+        return f"NpuTensor({self._payload!r}, device='{self.device}')"
 
     def tolist(self):
         COUNTERS.sync("tolist")
@@ -104,18 +127,18 @@ class NpuTensor(torch.Tensor):
         return self._payload.tolist()
 
     def __deepcopy__(self, memo):
-        return NpuTensor(copy.deepcopy(self._payload, memo))
+        return NpuTensor(copy.deepcopy(self._payload, memo), self.device.index)
 
     def __reduce_ex__(self, protocol):
-        return (_rebuild, (self._payload,))
+        return (_rebuild, (self._payload, self.device.index))
 
     @classmethod
     def __torch_dispatch__(cls, func, types_, args=(), kwargs=None):
         return _dispatch(func, args, kwargs or {})
 
 
-def _rebuild(payload):
-    return NpuTensor(payload)
+def _rebuild(payload, index=None):
+    return NpuTensor(payload, index)
 
 
 _LIVE: "weakref.WeakSet[NpuTensor]" = weakref.WeakSet()
@@ -204,7 +227,9 @@ def _to_copy(func, args, kwargs):
         return result
     if not isinstance(source, NpuTensor) and to_npu:
         COUNTERS.h2d += 1
-    return NpuTensor(result) if to_npu else result
+    if to_npu:
+        return NpuTensor(result, _index_of(device) if _is_npu_target(device) else source.device.index)
+    return result
 
 
 def _copy_(args, kwargs):
@@ -254,8 +279,8 @@ def _make_module() -> types.ModuleType:
     module.is_available = lambda: True
     module.is_initialized = lambda: True
     module._is_in_bad_fork = lambda: False
-    module.device_count = lambda: 1
-    module.current_device = lambda: 0
+    module.device_count = device_count
+    module.current_device = lambda: _DEVICES["current"]
     module.manual_seed_all = lambda seed: None
     module.manual_seed = lambda seed: None
     module.get_device_name = lambda index=0: DEVICE_NAME
@@ -263,8 +288,11 @@ def _make_module() -> types.ModuleType:
 
     def set_device(index):
         index = torch.device(index).index if isinstance(index, (str, torch.device)) else index
-        if index not in (0, None):
-            raise RuntimeError(f"emulated npu: only npu:0 exists, not npu:{index}")
+        if index is None:
+            return
+        if not 0 <= index < device_count():
+            raise RuntimeError(f"emulated npu: only npu:0..npu:{device_count() - 1} exist, not npu:{index}")
+        _DEVICES["current"] = index
 
     def synchronize(device=None):
         _memory_allocated()
@@ -310,18 +338,18 @@ def _register_kernels() -> None:
     def empty_memory_format(size, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
         COUNTERS.ops += 1
         return NpuTensor(torch.empty(size, dtype=dtype, layout=layout,
-                                     memory_format=memory_format or torch.contiguous_format))
+                                     memory_format=memory_format or torch.contiguous_format), _index_of(device))
 
     def empty_strided(size, stride, dtype=None, layout=None, device=None, pin_memory=None):
         COUNTERS.ops += 1
-        return NpuTensor(torch.empty_strided(size, stride, dtype=dtype, layout=layout))
+        return NpuTensor(torch.empty_strided(size, stride, dtype=dtype, layout=layout), _index_of(device))
 
     def copy_from(source, destination, non_blocking=False):
         return _copy_((destination, source), {"non_blocking": non_blocking})
 
     def arange_start_step(start, end, step=1, dtype=None, layout=None, device=None, pin_memory=None):
         COUNTERS.ops += 1
-        return NpuTensor(torch.arange(start, end, step, dtype=dtype))
+        return NpuTensor(torch.arange(start, end, step, dtype=dtype), _index_of(device))
 
     def arange_end(end, dtype=None, layout=None, device=None, pin_memory=None):
         return arange_start_step(0, end, 1, dtype)

@@ -135,7 +135,7 @@ def test_dry_run_sees_the_emulated_npu(tiny_nemo, clips):
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["torch_npu"]["status"] == "PASS"
     assert checks["npu devices"]["status"] == "PASS"
-    assert checks["npu devices"]["value"].startswith("1: npu:0 Ascend910B4 (emulated)")
+    assert checks["npu devices"]["value"].startswith("2: npu:0 Ascend910B4 (emulated)")
 
 
 def test_full_smoke_chain_on_npu(tiny_nemo, clips, tmp_path):

@@ -13,7 +13,7 @@ COMMON = REPO / "common"
 LAYERS = {
     "errors": 0, "files": 0, "options": 0, "signals": 0,
     "inputs": 1, "device": 1,
-    "model": 2,
+    "model": 2, "ranks": 2,
     "engine": 3,
     "measure": 4, "outputs": 4,
     "checks": 5, "report": 5,

@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..device.accelerators import cuda_device_count, npu_inventory, parse_device_spec, probe_npu
+from ..device.accelerators import (
+    cuda_device_count,
+    npu_inventory,
+    parse_device_spec,
+    probe_card,
+    probe_npu,
+    visible_cards,
+)
 from ..device.environment import package_version
 from ..errors import ToolkitError
 from ..model import random_models
@@ -72,6 +79,35 @@ def torch_checks(device_spec: str) -> list[Check]:
     checks.append(Check("cuda", PASS, f"available, {cuda} device(s)" if cuda else "not available (informational)"))
     if kind == "cuda" and not cuda:
         checks[-1] = Check("cuda", FAIL, "not available", "use --device auto or cpu, or install a CUDA build of torch")
+    return checks
+
+
+def card_checks(script: str = "inference.py --audio AUDIO --output OUT.json") -> list[Check]:
+    """Every visible card with its name, free memory and a tiny operation run on it; whether
+    HCCL (torch_npu's collective backend) is there; the torchrun command that uses every card."""
+    from ..ranks.world import backend_for
+
+    cards = visible_cards()
+    if not cards:
+        return [Check("cards", PASS, "none visible: one CPU process (informational)")]
+    visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES" if cards[0].startswith("npu") else "CUDA_VISIBLE_DEVICES")
+    checks = [Check("cards", PASS, f"{len(cards)} visible" + (f" (visible devices {visible!r})" if visible else ""))]
+    for entry in (probe_card(card) for card in cards):
+        if entry["op_ok"]:
+            value = (f"{entry['name']}, {entry['free_bytes'] / 2**30:.1f} of {entry['total_bytes'] / 2**30:.1f} GiB "
+                     f"free, 4x4 matmul ok ({entry['op_seconds'] * 1000:.1f} ms)")
+            checks.append(Check(f"card {entry['device']}", PASS, value))
+        else:
+            checks.append(Check(f"card {entry['device']}", FAIL, entry.get("error", "failed"),
+                                "check 'npu-smi info' for this card, or leave it out with ASCEND_RT_VISIBLE_DEVICES"))
+    backend = backend_for(cards[0])
+    if cards[0].startswith("npu"):
+        checks.append(_check("hccl", backend == "hccl", "available (torch_npu registers it)" if backend == "hccl"
+                             else "not registered: ranks would coordinate over gloo",
+                             "install torch_npu with CANN's HCCL (multi-card runs still work over gloo)", warn_only=True))
+    else:
+        checks.append(Check("collectives", PASS, backend))
+    checks.append(Check("torchrun", PASS, f"torchrun --nproc-per-node {len(cards)} {script}"))
     return checks
 
 
@@ -235,7 +271,7 @@ def _mem_available() -> Optional[int]:
 
 
 def run_checks(model_spec: str, audio_paths: list[str], device_spec: str = "auto", input_options=None) -> list[Check]:
-    checks = python_checks() + torch_checks(device_spec) + library_checks()
+    checks = python_checks() + torch_checks(device_spec) + card_checks() + library_checks()
     model, model_bytes = model_checks(model_spec)
     checks += model + (audio_checks(audio_paths, input_options) if audio_paths else []) + resource_checks(model_bytes)
     return checks

@@ -233,6 +233,13 @@ def _accelerator(device: str):
     return {"npu": getattr(torch, "npu", None), "cuda": torch.cuda}.get(kind)
 
 
+def set_current_device(device: str) -> None:
+    """Make `device` the current card of this process (torchrun ranks: before the process group)."""
+    module = _accelerator(device)
+    if module is not None:
+        module.set_device(device_index(device))
+
+
 def prepare_device(device: str, exact_fp32: bool = True) -> list[str]:
     """Select the device and apply its settings; returns the settings applied, in words."""
     module = _accelerator(device)
@@ -304,3 +311,43 @@ def _current_rss() -> Optional[int]:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+# ---------------------------------------------------------------- every card of the host
+
+
+def visible_cards() -> list[str]:
+    """Every card this process sees: the NPUs (ASCEND_RT_VISIBLE_DEVICES honoured by the
+    runtime), else the CUDA devices; none on a CPU-only host."""
+    status = probe_npu()
+    if status.usable:
+        return [f"npu:{i}" for i in range(status.device_count)]
+    return [f"cuda:{i}" for i in range(cuda_device_count())]
+
+
+def probe_card(device: str) -> dict:
+    """A card's name, free and total memory, and a tiny operation run on it (a 4x4 matmul
+    checked against the CPU's), so a card that is listed but broken is found."""
+    import time
+
+    import torch
+
+    module = _accelerator(device)
+    entry: dict = {"device": device}
+    try:
+        module.set_device(device_index(device))
+        entry["name"] = module.get_device_name(device_index(device))
+        free, total = module.mem_get_info()
+        entry.update(free_bytes=int(free), total_bytes=int(total))
+        start = time.perf_counter()
+        x = torch.arange(16, dtype=torch.float32).reshape(4, 4)
+        on_card = (x.to(device) @ x.to(device)).sum().item()
+        module.synchronize()
+        entry["op_seconds"] = round(time.perf_counter() - start, 4)
+        entry["op_ok"] = on_card == float((x @ x).sum())
+        if not entry["op_ok"]:
+            entry["error"] = f"4x4 matmul gave {on_card}, the CPU {float((x @ x).sum())}"
+    except Exception as error:  # a broken card is a result here, not a crash
+        entry["op_ok"] = False
+        entry["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return entry

@@ -37,6 +37,7 @@ class FileRecord:
     truth: Optional[str] = None  # ground-truth text, from a manifest
     warning: Optional[str] = None  # transcribed, but something about the input is off
     attention: Optional[str] = None  # set when long audio switched the encoder to local attention
+    device: Optional[str] = None  # the card it ran on, where ranks differ (torchrun)
 
     @property
     def ok(self) -> bool:
@@ -48,7 +49,7 @@ class FileRecord:
 
     def to_dict(self) -> dict:
         data = {"path": self.path, "duration": self.duration, "text": self.text, "error": self.error,
-                "truth": self.truth, "warning": self.warning, "attention": self.attention}
+                "truth": self.truth, "warning": self.warning, "attention": self.attention, "device": self.device}
         if self.timestamps is not None:
             data["timestamps"] = {kind: [t.to_dict(kind) for t in entries]
                                   for kind, entries in self.timestamps.items()}
@@ -61,7 +62,7 @@ class FileRecord:
             data["path"], data.get("duration"), data.get("text"),
             {kind: [Timestamp.from_dict(e, kind) for e in entries] for kind, entries in stamps.items()}
             if stamps is not None else None,
-            data.get("error"), data.get("truth"), data.get("warning"), data.get("attention"))
+            data.get("error"), data.get("truth"), data.get("warning"), data.get("attention"), data.get("device"))
 
 
 @dataclass

@@ -26,8 +26,11 @@ from ..measure.accuracy import (
 from ..measure.compare import NORMALIZER
 from ..model.loading import ModelPool, ModelSource, model_identity
 from ..outputs.paths import check_output_file
-from ..outputs.stream import RecordStream, open_stream, stream_path_for
+from ..outputs.stream import open_stream, stream_path_for
+from ..engine.transcriber import planning_duration
+from ..ranks.world import World
 from .pipeline import Pipeline
+from .ranked import RankedRun
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,13 @@ def _reference_entries(document: dict, base: str):
 def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source: ModelSource,
                    reference_source: ModelSource, pool: ModelPool, items: list[AudioInput],
                    options: AccuracyOptions, run: AccuracyRun = AccuracyRun(),
-                   publish: Callable[[dict], None] = lambda document: None) -> dict:
+                   publish: Callable[[dict], None] = lambda document: None,
+                   world: World = World()) -> Optional[dict]:
     """Prepare both devices, compare every input (durably), hand the results document to
-    `publish`, then drop the stream if every input was compared."""
+    `publish`, then drop the stream if every input was compared. Under torchrun (`world` of
+    several ranks) each rank compares its share on its own card against the CPU reference
+    (each file's reference computed once, by the rank that owns it); rank 0 merges, adds a
+    verdict per card, publishes and returns the document; the other ranks return None."""
     if run.output:
         check_output_file(run.output, [i.path for i in items if os.path.exists(i.path)])
     reused = load_reference_results(run.reference_results) if run.reference_results else {}
@@ -114,12 +121,68 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
     fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
                    "device": target.device, "reference": reference.device, "dtype": options.dtype,
                    "long_audio_seconds": options.long_audio_seconds}
-    stream_path = stream_path_for(run.output)
-    stream = open_stream(stream_path, fingerprint, run.resume)
     sides = _Sides(pool, target, reference, target_source, reference_source, options, reused)
-    files = _compare_all(items, sides, stream, run, options)
-    result = summarize(files, options)
-    document = {
+    ranked = RankedRun(world, target.device, run.say)
+    try:
+        if world.ranked:
+            stream = ranked.open(stream_path_for(run.output), fingerprint, run.resume)
+        else:
+            stream = open_stream(stream_path_for(run.output), fingerprint, run.resume)
+        pipeline = Pipeline(items, stream, lambda entry, item: dict(entry, path=item.path), ranked.say,
+                            run.command_line)
+        share = ranked.my_share(pipeline, items, planning_duration)
+        # the card a file ran on; CPU ranks (tests) share one device, so they are told apart by rank
+        card = f"cpu/rank{world.rank}" if world.ranked and target.type == "cpu" else target.device
+        files = _compare_all(items, sides, pipeline, share, run, options, card)
+        if world.ranked:
+            stream.close()
+            mine = summarize([files[i] for i in share], options)
+            summaries = ranked.gather({"card": card, "compared": mine["aggregate"]["compared"],
+                                       "errors": mine["aggregate"]["errors"], "passed": mine["verdict"]["passed"]})
+            if not world.is_main:
+                return None
+            files = ranked.merged(pipeline, items, lambda entry, item: dict(entry, path=item.path))
+            stream = None
+        result = summarize(files, options)
+        if world.ranked:
+            result["cards"] = per_card(files, options, summaries)
+            for card in result["cards"]:
+                if not card["verdict"]["passed"]:  # the whole set can pass while one card does not
+                    result["verdict"]["passed"] = False
+                    result["verdict"]["failures"].append(f"{card['card']} (rank {card['rank']}) disagrees: "
+                                                         + "; ".join(card["verdict"]["failures"]))
+        document = _document(target, reference, target_source, reference_source, items, options, run, settings, result)
+        if world.ranked:
+            document["ranks"] = summaries
+        if result["aggregate"]["compared"] == 0 and run.output and os.path.exists(run.output):
+            run.say(f"note: no input could be compared; {run.output} was left as it was")
+        else:
+            publish(document)
+        if stream:
+            stream.finish(result["aggregate"]["errors"] == 0, run.say)
+        elif world.ranked and result["aggregate"]["errors"] == 0:
+            ranked.remove_streams()
+        return document
+    finally:
+        ranked.close()
+
+
+def per_card(files: list[dict], options: AccuracyOptions, summaries: list[dict]) -> list[dict]:
+    """A verdict per card (the `card` each file was compared on; files an earlier run compared
+    count for the card they ran on), so a card that disagrees with the CPU is named."""
+    ranks = {s["card"]: s["rank"] for s in summaries}
+    cards = sorted({f.get("card", "?") for f in files}, key=lambda c: (ranks.get(c, len(ranks)), c))
+    entries = []
+    for card in cards:
+        result = summarize([f for f in files if f.get("card", "?") == card], options)
+        entries.append({"card": card, "rank": ranks.get(card), "aggregate": {k: result["aggregate"][k] for k in (
+            "files", "compared", "errors", "exact_matches", "match_rate", "wer", "cer")},
+            "verdict": result["verdict"], "summary": summary_line(result)})
+    return entries
+
+
+def _document(target, reference, target_source, reference_source, items, options, run, settings, result) -> dict:
+    return {
         "environment": collect_environment([target.device, reference.device], run.command_line),
         "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
         "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind,
@@ -131,15 +194,17 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
         "long_audio_seconds": options.long_audio_seconds,
         "normalizer": NORMALIZER,
         "accuracy": result,
-        "summary": summary_line(result),
+        "summary": summary_line(result) + _cards_line(result),
     }
-    if result["aggregate"]["compared"] == 0 and run.output and os.path.exists(run.output):
-        run.say(f"note: no input could be compared; {run.output} was left as it was")
-    else:
-        publish(document)
-    if stream:
-        stream.finish(result["aggregate"]["errors"] == 0, run.say)
-    return document
+
+
+def _cards_line(result: dict) -> str:
+    cards = result.get("cards")
+    if not cards:
+        return ""
+    failing = [c["card"] for c in cards if not c["verdict"]["passed"]]
+    return f"; cards: {len(cards) - len(failing)} of {len(cards)} agree" + (
+        f", disagreeing: {', '.join(failing)}" if failing else "")
 
 
 class _Sides:
@@ -168,17 +233,16 @@ class _Sides:
         return lambda signal: transcribe_side(self.pool.get(*self.reference_key), signal, self.options.side("fp32"))
 
 
-def _compare_all(items: list[AudioInput], sides: _Sides, stream: Optional[RecordStream], run: AccuracyRun,
-                 options: AccuracyOptions) -> list[dict]:
-    """Every input compared, one per batch, each kept in the stream as soon as it is done."""
+def _compare_all(items: list[AudioInput], sides: _Sides, pipeline: Pipeline, share: list[int], run: AccuracyRun,
+                 options: AccuracyOptions, card: str) -> list[dict]:
+    """The inputs at `share` compared, one per batch, each kept in the stream as soon as it is
+    done; each entry names the `card` it ran on."""
     from tqdm import tqdm
 
-    pipeline = Pipeline(items, stream, lambda entry, item: dict(entry, path=item.path), run.say, run.command_line)
-
     def batches():
-        for index in tqdm(pipeline.remaining, unit="file", disable=not run.progress, leave=False):
+        for index in tqdm(share, unit="file", disable=not run.progress, leave=False):
             sides.warm(items)
-            yield [(index, _compare_one(items[index], sides, run.truth_text, options))]
+            yield [(index, {**_compare_one(items[index], sides, run.truth_text, options), "card": card})]
 
     return pipeline.run(batches(), lambda entry: entry)
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional
 
 from ..device.accelerators import DeviceChoice, device_name, prepare_device
 from ..engine.records import TIMESTAMP_KINDS, FileRecord
-from ..engine.transcriber import TranscribeOptions, transcribe_inputs
+from ..engine.transcriber import TranscribeOptions, planning_duration, transcribe_inputs
 from ..errors import ToolkitError
 from ..inputs.audio import check_audio_header
 from ..inputs.sources import AudioInput
@@ -25,7 +25,9 @@ from ..model.loading import LoadedModel, ModelSource, describe, load_model, mode
 from ..outputs.documents import extension, inference_document, model_summary, record_entry, write_outputs
 from ..outputs.paths import check_outputs
 from ..outputs.stream import RecordStream, open_stream, stream_path_for
+from ..ranks.world import World
 from .pipeline import Pipeline
+from .ranked import RankedRun
 
 
 def timestamp_kinds(choice: str, output_format: str) -> tuple[str, ...]:
@@ -111,18 +113,59 @@ class InferenceJob:
                                  "decoder_device": settings.decoder_device or device})
 
 
-def run_inference(job: InferenceJob, plan: OutputPlan) -> list[FileRecord]:
-    """Run the job to its published output; returns every input's record in input order."""
+def _restore(entry: dict, item: AudioInput) -> FileRecord:
+    return FileRecord.from_dict({**entry, "path": item.path})
+
+
+def run_inference(job: InferenceJob, plan: OutputPlan, world: World = World()) -> Optional[list[FileRecord]]:
+    """Run the job to its published output; returns every input's record in input order.
+    Under torchrun (`world` of several ranks) each rank runs its share and rank 0 merges and
+    publishes; the other ranks return None."""
     paths = [item.path for item in job.items]
     check_outputs(plan.output, plan.output_dir, [p for p in paths if os.path.exists(p)],
                   extension(plan.format))
-    stream_path = stream_path_for(plan.output, plan.output_dir)
-    stream = open_stream(stream_path, job.fingerprint(), plan.resume)
-    pipeline = Pipeline(job.items, stream, lambda entry, item: FileRecord.from_dict({**entry, "path": item.path}),
-                        job.say, plan.command_line)
-    records = pipeline.run(job.batches(pipeline.remaining), FileRecord.to_dict,
-                           lambda batch: _report_batch(job, plan, batch))
-    return _finish(job, plan, records, stream)
+    if not world.ranked:
+        stream = open_stream(stream_path_for(plan.output, plan.output_dir), job.fingerprint(), plan.resume)
+        pipeline = Pipeline(job.items, stream, _restore, job.say, plan.command_line)
+        records = pipeline.run(job.batches(pipeline.remaining), FileRecord.to_dict,
+                               lambda batch: _report_batch(job, plan, batch))
+        return _finish(job, plan, records, stream)
+    return _run_ranked(job, plan, world)
+
+
+def _run_ranked(job: InferenceJob, plan: OutputPlan, world: World) -> Optional[list[FileRecord]]:
+    ranked = RankedRun(world, job.choice.device, job.say)
+    try:
+        stream = ranked.open(stream_path_for(plan.output, plan.output_dir), job.fingerprint(), plan.resume)
+        pipeline = Pipeline(job.items, stream, _restore, ranked.say, plan.command_line)
+        share = ranked.my_share(pipeline, job.items, planning_duration)
+        records = pipeline.run(_on_card(job.batches(share), job.choice.device), FileRecord.to_dict,
+                               lambda batch: _report_batch(job, plan, batch))
+        stream.close()
+        mine = [records[i] for i in share]
+        summaries = ranked.gather({"failed": sum(not r.ok for r in mine),
+                                   "audio_seconds": round(sum(r.duration or 0.0 for r in mine if r.ok), 3)})
+        if not world.is_main:
+            return None
+        records = ranked.merged(pipeline, job.items, _restore)
+        job.device_info["ranks"] = summaries
+        _finish(job, plan, records, None)
+        if all(r.ok for r in records):
+            ranked.remove_streams()
+        else:
+            job.say(f"note: records kept in the rank streams beside {plan.output or plan.output_dir}; "
+                    "--resume retries only the failed input(s)")
+        return records
+    finally:
+        ranked.close()
+
+
+def _on_card(batches, device: str):
+    """Each record names the card it ran on (the ranks' cards differ)."""
+    for batch in batches:
+        for _, record in batch:
+            record.device = device
+        yield batch
 
 
 def _report_batch(job: InferenceJob, plan: OutputPlan, batch: list[tuple[int, FileRecord]]) -> None:

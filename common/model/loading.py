@@ -178,6 +178,16 @@ def model_info(model) -> dict:
     }
 
 
+def independent_of_other_ranks(model) -> None:
+    """NeMo's Conformer encoder all-reduces each batch's length over torch.distributed when a
+    process group exists (`sync_max_audio_length`, meant for training with DDP). Under torchrun
+    the ranks run different batches, so that hidden collective would hang them: inference never
+    needs it, so it is off."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "sync_max_audio_length"):
+        encoder.sync_max_audio_length = False
+
+
 def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = True,
                source: Optional[ModelSource] = None, loader: str = "fast",
                decoder_device: Optional[str] = None) -> LoadedModel:
@@ -195,6 +205,7 @@ def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = T
         model.joint.to(decoder_device)
     to_device_seconds = time.perf_counter() - start
     configure_decoding(model, decoder_device or device, timestamps)
+    independent_of_other_ranks(model)
     info = {**model_info(model), "loader": how}
     if decoder_device and decoder_device != device:
         info["decoder_device"] = decoder_device

@@ -25,7 +25,7 @@ def model_summary(source: ModelSource, loaded: Optional[LoadedModel]) -> dict:
 
 def record_entry(record: FileRecord, device: str, model_spec: str) -> dict:
     """A file's record as it appears in every output (JSON, JSONL, the results stream)."""
-    return {**record.to_dict(), "device": device, "model": model_spec}
+    return {**record.to_dict(), "device": record.device or device, "model": model_spec}
 
 
 def inference_document(records: list[FileRecord], model: dict, device: dict) -> dict:

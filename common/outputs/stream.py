@@ -30,6 +30,62 @@ def stream_path_for(output: Optional[str], output_dir: Optional[str] = None) -> 
     return None
 
 
+def rank_stream_path(base: Path, rank: int) -> Path:
+    """Rank `rank`'s stream under torchrun: OUTPUT.rank3.partial.jsonl beside OUTPUT.partial.jsonl."""
+    base = Path(base)
+    return base.with_name(base.name[: -len(STREAM_SUFFIX)] + f".rank{rank}" + STREAM_SUFFIX)
+
+
+def stream_family(base: Path) -> list[Path]:
+    """Every stream of a run that exists now: the single-process one and every rank's, of any
+    earlier world size (so a resume may use another number of ranks)."""
+    base = Path(base)
+    stem = base.name[: -len(STREAM_SUFFIX)]
+    ranks = sorted(base.parent.glob(f"{glob_escape(stem)}.rank*{STREAM_SUFFIX}"),
+                   key=lambda p: (len(p.name), p.name)) if base.parent.is_dir() else []
+    ranks = [p for p in ranks if p.name[len(stem) + len(".rank"): -len(STREAM_SUFFIX)].isdigit()]
+    return ([base] if base.exists() else []) + ranks
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
+
+
+def comparable(settings: dict) -> dict:
+    """Settings as compared across streams: a card's index is not a setting (rank 3 of an
+    earlier run wrote npu:3; its inputs may now go to npu:0)."""
+    return {name: (value.split(":")[0] if name in ("device", "reference") and isinstance(value, str) else value)
+            for name, value in settings.items()}
+
+
+def better(old: Optional[dict], new: dict) -> dict:
+    """Of two records of one input (two streams), the one without an error; else the newer."""
+    if old is not None and old.get("error") is None and new.get("error") is not None:
+        return old
+    return new
+
+
+def read_family(base: Path, settings: Optional[dict], resume: bool, resume_hint: str) -> dict[str, dict]:
+    """The finished records of every stream of the run writing `base`, merged by key. Streams
+    there without --resume are refused (they hold finished work); with it, each must have been
+    written with the same settings (`settings`; None: not checked)."""
+    done: dict[str, dict] = {}
+    for path in stream_family(base):
+        if not resume:
+            raise SetupError(f"{path}: holds the finished records of an earlier run; {resume_hint}, "
+                             "or delete the file to start over")
+        header, records, _ = read_stream(path)
+        if settings is not None:
+            differences = setting_differences(comparable(header.get("settings", {})), comparable(settings))
+            if differences:
+                raise SetupError(f"--resume: {path} was written with other settings: " + "; ".join(differences))
+        for key, record in records.items():
+            done[key] = better(done.get(key), record)
+    return done
+
+
 def input_key(path: str) -> Optional[str]:
     """An input's identity across runs: resolved path, size and mtime (an edited file is new)."""
     try:
@@ -71,8 +127,11 @@ def setting_differences(before: dict, now: dict) -> list[str]:
 class RecordStream:
     """Finished records of one run. `done` holds those of an earlier run when resuming."""
 
-    def __init__(self, path: Path, settings: dict, resume: bool, resume_hint: str):
-        self.path, self.settings = Path(path), settings
+    def __init__(self, path: Path, settings: dict, resume: bool, resume_hint: str,
+                 done: Optional[dict[str, dict]] = None, label: str = ""):
+        """`done`: what every stream of the run holds (read_family), when it was read already;
+        `label` names the writer in messages ("rank 1 (npu:1)")."""
+        self.path, self.settings, self.label = Path(path), settings, label
         self.done: dict[str, dict] = {}
         self.written = 0
         if self.path.exists():
@@ -81,13 +140,15 @@ class RecordStream:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8")
             self._write_lines([{"format": FORMAT, "settings": settings}])
+        if done is not None:
+            self.done = done
 
     def _reopen(self, resume: bool, resume_hint: str) -> None:
         if not resume:
             raise SetupError(f"{self.path}: holds the finished records of an earlier run; {resume_hint}, "
                              "or delete the file to start over")
         header, self.done, whole = read_stream(self.path)
-        differences = setting_differences(header.get("settings", {}), self.settings)
+        differences = setting_differences(comparable(header.get("settings", {})), comparable(self.settings))
         if differences:
             raise SetupError(f"--resume: {self.path} was written with other settings: " + "; ".join(differences))
         with open(self.path, "r+b") as handle:  # drop a torn last line before appending
@@ -122,9 +183,11 @@ class RecordStream:
 
     def finish(self, complete: bool, say: Callable[[str], None]) -> None:
         """After publishing: a complete run needs its stream no more; otherwise --resume will
-        retry only what failed."""
+        retry only what failed. Complete, it removes the rank streams of an earlier torchrun
+        run too: every record they held is in the published output."""
         if complete:
             self.remove()
+            remove_family(self.path)
             return
         self.close()
         say(f"note: records kept in {self.path}; --resume retries only the failed input(s)")
@@ -132,14 +195,28 @@ class RecordStream:
     def stop(self, error: BaseException, command_line: str, say: Callable[[str], None]) -> NoReturn:
         """End a run early, keeping its records: say how many, where, and the resume command."""
         self.close()
-        kept = f"{self.kept} finished record(s) kept in {self.path}"
-        resume = "python " + command_line + ("" if " --resume" in f" {command_line}" else " --resume")
+        kept = (f"{self.label}: " if self.label else "") + f"{self.kept} finished record(s) kept in {self.path}"
+        launcher = "" if command_line.startswith("torchrun ") else "python "
+        resume = launcher + command_line + ("" if " --resume" in f" {command_line}" else " --resume")
         if isinstance(error, KeyboardInterrupt):
             raise RunStopped(f"{kept}; resume with: {resume}", 143 if isinstance(error, Terminated) else 130) from None
         say(f"note: {kept}; after fixing the error, resume with: {resume}")
         raise error
 
 
+RESUME_HINT = "add --resume to continue it"
+
+
 def open_stream(path: Optional[Path], settings: dict, resume: bool) -> Optional[RecordStream]:
-    """The stream of a run that writes to a file (None for stdout)."""
-    return RecordStream(path, settings, resume, "add --resume to continue it") if path else None
+    """The stream of a run that writes to a file (None for stdout). On --resume, the records of
+    every rank stream of an earlier torchrun run count as done too."""
+    if not path:
+        return None
+    done = read_family(path, settings, resume, RESUME_HINT)
+    return RecordStream(path, settings, resume, RESUME_HINT, done=done)
+
+
+def remove_family(base: Path) -> None:
+    """After a complete run is published: every stream of it, rank streams included."""
+    for path in stream_family(base):
+        path.unlink(missing_ok=True)

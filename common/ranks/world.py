@@ -1,0 +1,209 @@
+"""Who this process is under torchrun, which card it takes, and what share of the inputs.
+
+torchrun (`python -m torch.distributed.run`, torch's own launcher) starts one process per card
+and sets LOCAL_RANK, RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT. Without them this is
+a world of one and nothing here initialises torch.distributed. With them, each rank:
+- takes `npu:LOCAL_RANK` / `cuda:LOCAL_RANK` (or the CPU, for tests);
+- sets its CPU threads to its share of the host's cores, so N ranks do not oversubscribe it;
+- initialises the process group with the device's backend (hccl, nccl; gloo for the CPU and for
+  the test-only emulated npu, which has no hccl) and uses it only to meet at the start and to
+  gather small summaries at the end.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..device.accelerators import set_current_device
+from ..errors import SetupError
+
+# How long a rank waits for the others in a collective (the end gather waits for the slowest
+# rank's last batch; a balanced shard differs by about one input). $PARAKEET_RANK_TIMEOUT seconds.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+THREADS_ENV = "PARAKEET_RANK_THREADS"
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    local_size: int = 1
+
+    @property
+    def ranked(self) -> bool:
+        """More than one process: shard, stream per rank, merge on rank 0."""
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def label(self) -> str:
+        return f"rank {self.rank}/{self.size}"
+
+
+def _env_int(env, name: str, default: Optional[int]) -> int:
+    value = env.get(name)
+    if value is None:
+        if default is None:
+            raise SetupError(f"torchrun: {name} is not set (LOCAL_RANK, RANK and WORLD_SIZE come together)")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SetupError(f"torchrun: {name}={value!r} is not an integer") from None
+
+
+def world_from_env(env=None) -> World:
+    """The world torchrun describes in the environment; a world of one without it."""
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" not in env and "LOCAL_RANK" not in env:
+        return World()
+    size = _env_int(env, "WORLD_SIZE", 1)
+    world = World(rank=_env_int(env, "RANK", None), local_rank=_env_int(env, "LOCAL_RANK", None), size=size,
+                  local_size=_env_int(env, "LOCAL_WORLD_SIZE", size))
+    if not (0 <= world.rank < world.size and 0 <= world.local_rank < world.local_size):
+        raise SetupError(f"torchrun: RANK={world.rank} LOCAL_RANK={world.local_rank} outside WORLD_SIZE="
+                         f"{world.size} / LOCAL_WORLD_SIZE={world.local_size}")
+    return world
+
+
+def rank_device_spec(spec: str, world: World) -> str:
+    """--device under torchrun: each rank takes the card of its LOCAL_RANK. `auto`, `npu` and
+    `cuda` get the index; a fixed index would put every rank on one card, so it is refused."""
+    if not world.ranked:
+        return spec
+    kind, _, index = spec.partition(":")
+    if index:
+        raise SetupError(f"--device {spec}: under torchrun every rank takes its own card (npu:LOCAL_RANK); "
+                         f"give --device {kind} and choose cards with ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES")
+    return spec
+
+
+def device_for_rank(device: str, world: World) -> str:
+    """A resolved device type ("npu:0", "cuda:0", "cpu") moved to this rank's card."""
+    kind = device.split(":")[0]
+    return kind if kind == "cpu" else f"{kind}:{world.local_rank}"
+
+
+def host_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def rank_threads(world: World, env=None) -> int:
+    """CPU threads for one rank: $PARAKEET_RANK_THREADS, else the host's cores split evenly
+    among the ranks on this host (at least 1)."""
+    env = os.environ if env is None else env
+    if env.get(THREADS_ENV):
+        try:
+            threads = int(env[THREADS_ENV])
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise SetupError(f"{THREADS_ENV}={env[THREADS_ENV]!r}: must be an integer of at least 1")
+        return threads
+    return max(1, host_cores() // max(1, world.local_size))
+
+
+def shard_by_duration(indices: list[int], durations: list[float], size: int) -> list[list[int]]:
+    """Split `indices` (with their `durations`) into `size` shares of nearly equal audio:
+    longest first, each onto the least-loaded rank (ties: the lower rank). Each share keeps
+    input order. Deterministic, so every rank computes the same split."""
+    loads = [0.0] * size
+    shares: list[list[int]] = [[] for _ in range(size)]
+    order = sorted(range(len(indices)), key=lambda k: (-durations[k], indices[k]))
+    for k in order:
+        target = min(range(size), key=lambda r: (loads[r], len(shares[r]), r))
+        shares[target].append(indices[k])
+        loads[target] += durations[k]
+    return [sorted(share) for share in shares]
+
+
+def backend_for(device: str) -> str:
+    """The torch.distributed backend of a device: hccl (registered by torch_npu), nccl, gloo.
+    An npu without hccl (the test-only emulated device) coordinates over gloo."""
+    import torch.distributed as dist
+
+    kind = device.split(":")[0]
+    if kind == "npu":
+        return "hccl" if _backend_available("hccl") else "gloo"
+    if kind == "cuda" and dist.is_nccl_available():
+        return "nccl"
+    return "gloo"
+
+
+def _backend_available(name: str) -> bool:
+    import torch.distributed as dist
+
+    try:
+        return dist.is_backend_available(name)
+    except Exception:
+        return name in getattr(dist.Backend, "backend_list", [])
+
+
+class Coordinator:
+    """torch.distributed for meeting points only. A world of one does nothing."""
+
+    def __init__(self, world: World, device: str):
+        self.world, self.device = world, device
+        self.backend = None
+        self.threads = None
+        if not world.ranked:
+            return
+        import torch
+        import torch.distributed as dist
+
+        self.threads = rank_threads(world)
+        torch.set_num_threads(self.threads)
+        self.backend = backend_for(device)
+        if not dist.is_available():
+            raise SetupError("torchrun: this torch has no torch.distributed")
+        timeout = float(os.environ.get("PARAKEET_RANK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS))
+        set_current_device(device)  # hccl/nccl object collectives use the current card
+        dist.init_process_group(self.backend, rank=world.rank, world_size=world.size,
+                                timeout=datetime.timedelta(seconds=timeout))
+
+    def barrier(self) -> None:
+        if self.world.ranked:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def gather(self, summary: Any) -> Optional[list]:
+        """Every rank's `summary` on rank 0 (in rank order), None elsewhere; a world of one
+        gets its own as a list."""
+        if not self.world.ranked:
+            return [summary]
+        import torch.distributed as dist
+
+        gathered = [None] * self.world.size if self.world.is_main else None
+        dist.gather_object(summary, gathered, dst=0)
+        return gathered
+
+    def all_gather(self, value: Any) -> list:
+        if not self.world.ranked:
+            return [value]
+        import torch.distributed as dist
+
+        gathered = [None] * self.world.size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def close(self) -> None:
+        if self.world.ranked:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def describe(self) -> dict:
+        return {"rank": self.world.rank, "local_rank": self.world.local_rank, "world_size": self.world.size,
+                "device": self.device, "backend": self.backend, "threads": self.threads}
