@@ -30,21 +30,79 @@ from torch.utils._pytree import tree_map
 
 DEVICE_NAME = "Ascend910B4 (emulated)"
 TOTAL_MEMORY = 32 * 2**30
-REQUIRED_API = ("torch.utils.backend_registration._setup_privateuseone_for_python_backend",
-                "torch.Tensor._make_wrapper_subclass")
+# Public PrivateUse1 registration (torch 2.1 on) plus wrapper subclasses: what every torch needs.
+# Newer torch (2.13; not 2.4 or 2.6) also has a private helper that adds a Python device guard and
+# hooks on top of these; it is used where present. The tests' code paths do not need them.
+REQUIRED_API = ("torch.utils.rename_privateuse1_backend", "torch.utils.generate_methods_for_privateuse1_backend",
+                "torch._register_device_module", "torch.Tensor._make_wrapper_subclass",
+                "torch.library.Library.fallback")
+FULL_SETUP_API = "torch.utils.backend_registration._setup_privateuseone_for_python_backend"
 
 aten = torch.ops.aten
 
 
-def missing_api() -> str | None:
-    """The private PyTorch API this emulator needs that this torch lacks, or None."""
-    from torch.utils import backend_registration
+def _lookup(dotted: str):
+    value = sys.modules["torch"]
+    for part in dotted.split(".")[1:]:
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
 
-    if not hasattr(backend_registration, "_setup_privateuseone_for_python_backend"):
-        return REQUIRED_API[0]
-    if not hasattr(torch.Tensor, "_make_wrapper_subclass"):
-        return REQUIRED_API[1]
+
+def missing_api() -> str | None:
+    """The PyTorch API this emulator needs that this torch lacks, or None."""
+    import torch.utils.backend_registration  # noqa: F401  (loads the submodule the names live in)
+
+    for name in REQUIRED_API:
+        if _lookup(name) is None:
+            return name
     return None
+
+
+def _register_backend(module: types.ModuleType) -> str:
+    """Make PrivateUse1 the `npu` device with `module` as `torch.npu`; returns how."""
+    setup = _lookup(FULL_SETUP_API)
+    if setup is not None:
+        setup(rename="npu", backend_module=module)
+        return FULL_SETUP_API
+    torch.utils.rename_privateuse1_backend("npu")
+    torch.utils.generate_methods_for_privateuse1_backend()
+    torch._register_device_module("npu", module)
+    _data_factories_via_host()
+    return "rename_privateuse1_backend + _register_device_module"
+
+
+def _with_index(device) -> torch.device:
+    """'npu' -> npu:0: without a device guard torch cannot look up the current index itself."""
+    device = torch.device(device)
+    return device if device.index is not None else torch.device(device.type, 0)
+
+
+def _data_factories_via_host() -> None:
+    """Without the helper there is no device guard for PrivateUse1, and the C++ of the factories
+    that copy Python data (`torch.tensor(data, device=...)`, `as_tensor`, `new_tensor`) takes one
+    ("PyTorch is not linked with support for npu devices"). Build those on the host and copy them
+    over, which is what they do on an accelerator anyway."""
+
+    def via_host(factory):
+        def build(*args, device=None, **kwargs):
+            if device is None or torch.device(device).type != "npu":
+                return factory(*args, device=device, **kwargs)
+            return factory(*args, **kwargs).to(_with_index(device))
+        return build
+
+    torch.tensor = via_host(torch.tensor)
+    torch.as_tensor = via_host(torch.as_tensor)
+    new_tensor = torch.Tensor.new_tensor
+
+    def new_tensor_via_host(self, data, *args, device=None, **kwargs):
+        target = self.device if device is None else torch.device(device)
+        if target.type != "npu":
+            return new_tensor(self, data, *args, device=device, **kwargs)
+        return new_tensor(torch.empty(0, dtype=self.dtype), data, *args, **kwargs).to(_with_index(target))
+
+    torch.Tensor.new_tensor = new_tensor_via_host
 
 
 # ------------------------------------------------------------------ counters
@@ -360,10 +418,8 @@ def install(strict: bool = True) -> types.ModuleType:
     _SETTINGS["strict"] = strict
     if _INSTALLED["done"]:
         return torch.npu
-    from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
-
     module = _make_module()
-    _setup_privateuseone_for_python_backend(rename="npu", backend_module=module)
+    module.registered_by = _register_backend(module)
     _register_kernels()
     _pin_memory_is_a_no_op()
     from common.device import counters
