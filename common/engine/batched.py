@@ -119,6 +119,12 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
     if width == 0:
         return
     labels, frames = hyps.transcript[:, :width], hyps.timestamps[:, :width]
+    # Past a clip's own tokens the buffers hold whatever the loop left there (NeMo 2.2 writes the
+    # frame counters of finished clips, beyond the encoder output): decode blanks at frame 0 there
+    # and keep those entries as they were.
+    valid = torch.arange(width, device=frames.device)[None, :] < hyps.current_lengths[:, None]
+    labels = torch.where(valid, labels, torch.full_like(labels, computer._SOS))
+    frames = torch.where(valid, frames, torch.zeros_like(frames))
     batch = labels.shape[0]
     previous = torch.cat([torch.full_like(labels[:, :1], computer._SOS), labels[:, :-1]], dim=1)
     predicted, *_ = computer.decoder.predict(previous, None, add_sos=False, batch_size=batch)
@@ -129,7 +135,7 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
                                           joint.project_prednet(predicted).reshape(batch * width, 1, -1))
     durations = computer.durations.to(logits.device)
     choice = logits.reshape(batch, width, -1)[..., -len(durations):].argmax(dim=-1)
-    hyps.token_durations[:, :width] = durations[choice]
+    hyps.token_durations[:, :width] = torch.where(valid, durations[choice], hyps.token_durations[:, :width])
 
 
 @contextlib.contextmanager
