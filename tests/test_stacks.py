@@ -113,9 +113,10 @@ def test_dry_run_advises_the_stack_for_the_hosts_cann(tmp_path, cann, torch_npu)
     assert stack["value"].startswith(f"CANN {cann} fits torch_npu {', '.join(stacks.torch_npu_for_cann(cann))};")
     pair = checks["torch/torch_npu"]
     own_line = stacks.line_for_torch(torch.__version__)
-    if stacks.release(torch.__version__) == stacks.release(torch_npu) and own_line is not None:
-        assert pair["status"] == "WARN" and "(not installed)" in pair["value"]
-        assert pair["fix"] == f"pip install {'--no-deps ' * own_line.torch_npu_no_deps}torch-npu=={torch_npu}"
+    own_fit = [v for v in stacks.torch_npu_for_cann(cann) if stacks.release(v) == stacks.release(torch.__version__)]
+    if own_line is not None and own_fit:  # this line runs there: only its torch_npu is missing
+        assert pair["status"] == "WARN" and f"torch_npu {own_fit[0]} fits CANN {cann} (not installed)" in pair["value"]
+        assert pair["fix"] == f"pip install {'--no-deps ' * own_line.torch_npu_no_deps}torch-npu=={own_fit[0]}"
     else:  # the installed torch cannot run on this CANN: the whole line for it, for this host
         assert pair["status"] == "FAIL" and f"no torch_npu for it fits CANN {cann}" in pair["value"]
         assert pair["fix"] == this_host_commands(cann) and f"torch-npu=={torch_npu}" in pair["fix"]

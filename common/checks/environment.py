@@ -85,6 +85,13 @@ def torch_checks(device_spec: str) -> list[Check]:
 def install_advice(torch_version: str, torch_npu: Optional[str], cann: Optional[str]) -> Optional[str]:
     """The pip commands, for this host's architecture and Python, that install the supported
     line fitting its CANN (or, without CANN, the installed torch); None if nothing fits."""
+    own = stacks.line_for_torch(torch_version)
+    nemo = package_version("nemo_toolkit")
+    own_installed = own is not None and nemo is not None and stacks.release(nemo) == own.nemo
+    if cann is not None and own_installed and _fitting_for_torch(torch_version, cann):
+        # the installed line has a torch_npu for this CANN: only that is missing or wrong
+        version = _fitting_for_torch(torch_version, cann)[0]
+        return f"pip install {'--no-deps ' if own.torch_npu_no_deps else ''}torch-npu=={version}"
     if cann is not None:
         line, npu = stacks.line_for_cann(cann)
     else:
@@ -93,10 +100,14 @@ def install_advice(torch_version: str, torch_npu: Optional[str], cann: Optional[
     if line is None:
         return None
     commands = stacks.install_commands(line, npu, platform.machine(), sys.version_info[:2])
-    nemo = package_version("nemo_toolkit")
-    if stacks.release(torch_version) == line.torch and nemo and stacks.release(nemo) == line.nemo and npu:
+    if line is own and own_installed and npu:
         commands = commands[-1:]  # the line is installed already: only torch_npu is missing or wrong
     return " && ".join(commands)
+
+
+def _fitting_for_torch(torch_version: str, cann: str) -> list[str]:
+    """The torch_npu builds for the installed torch that fit this CANN, newest first."""
+    return [v for v in stacks.torch_npu_for_cann(cann) if stacks.release(v) == stacks.release(torch_version)]
 
 
 def _newest_torch_npu(line) -> Optional[str]:
@@ -126,11 +137,10 @@ def stack_checks(torch_version: str, torch_npu: Optional[str], cann: Optional[st
                             (f" fit CANN {cann}" if cann else " match (CANN not found, not checked against it)"))
         checks.append(Check("torch/torch_npu", PASS if problem is None else (FAIL if npu_required else WARN), value,
                             None if problem is None else (advice or "supported lines: " + _lines_text())))
-    elif cann is not None or npu_required:
-        fitting = [v for v in stacks.torch_npu_for_cann(cann) if stacks.release(v) == stacks.release(torch_version)] \
-            if cann else []
+    elif cann is not None:
+        fitting = _fitting_for_torch(torch_version, cann)
         value = (f"torch {torch_version}: torch_npu {fitting[0]} fits CANN {cann} (not installed)" if fitting else
-                 f"torch {torch_version}: no torch_npu for it fits CANN {cann or 'unknown'}")
+                 f"torch {torch_version}: no torch_npu for it fits CANN {cann}")
         checks.append(Check("torch/torch_npu", WARN if fitting or not npu_required else FAIL, value,
                             advice or "supported lines: " + _lines_text()))
     nemo = package_version("nemo_toolkit")
