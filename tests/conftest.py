@@ -101,17 +101,21 @@ def torch_npu_env(tmp_path_factory) -> Path:
 
     import torch
 
+    from common.device import stacks
+
     release = torch.__version__.split("+")[0]
+    # the first build for this torch in Ascend's table (the oldest CANN it runs on), else the plain release
+    wheel = next((v for v, _ in stacks.TORCH_NPU_CANN if stacks.release(v) == release), release)
     root = tmp_path_factory.mktemp("torch-npu-env")
     venv.EnvBuilder(with_pip=True).create(root)
     python = root / "bin" / "python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "parakeet_parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"torch-npu=={release}"],
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", f"torch-npu=={wheel}"],
                              capture_output=True, text=True)
     if install.returncode != 0:
-        pytest.skip(f"torch-npu=={release} could not be installed: {install.stderr.strip()[-300:]}")
+        pytest.skip(f"torch-npu=={wheel} could not be installed: {install.stderr.strip()[-300:]}")
     if Path("/usr/local/Ascend").exists():
         pytest.skip("CANN is installed on this machine: the no-CANN diagnosis cannot be shown here")
     return python

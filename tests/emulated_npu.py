@@ -18,12 +18,14 @@ Run a script under it (installing is process-wide, so use a subprocess):
 from __future__ import annotations
 
 import copy
+import os
 import runpy
 import sys
 import types
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils._pytree import tree_map
@@ -52,21 +54,113 @@ def _index_of(device) -> int:
     index = torch.device(device).index
     return _DEVICES["current"] if index is None else index
 TOTAL_MEMORY = 32 * 2**30
-REQUIRED_API = ("torch.utils.backend_registration._setup_privateuseone_for_python_backend",
-                "torch.Tensor._make_wrapper_subclass")
+# Public PrivateUse1 registration (torch 2.1 on) plus wrapper subclasses: what every torch needs.
+# Newer torch (2.13; not 2.4 or 2.6) also has a private helper that registers a Python device guard
+# and hooks on top of these; without it, C++ that takes a device guard (indexing, `.to("npu")`
+# without an index, `torch.tensor(data, device=...)`) fails with "PyTorch is not linked with
+# support for npu devices", so a 20-line C++ guard is compiled (g++, torch's headers) and loaded.
+REQUIRED_API = ("torch.utils.rename_privateuse1_backend", "torch.utils.generate_methods_for_privateuse1_backend",
+                "torch._register_device_module", "torch.Tensor._make_wrapper_subclass")
+FULL_SETUP_API = "torch.utils.backend_registration._setup_privateuseone_for_python_backend"
 
 aten = torch.ops.aten
 
 
-def missing_api() -> str | None:
-    """The private PyTorch API this emulator needs that this torch lacks, or None."""
-    from torch.utils import backend_registration
+def _lookup(dotted: str):
+    value = sys.modules["torch"]
+    for part in dotted.split(".")[1:]:
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
 
-    if not hasattr(backend_registration, "_setup_privateuseone_for_python_backend"):
-        return REQUIRED_API[0]
-    if not hasattr(torch.Tensor, "_make_wrapper_subclass"):
-        return REQUIRED_API[1]
+
+def missing_api() -> str | None:
+    """What this emulator needs that this torch (or machine) lacks, or None."""
+    import shutil
+
+    import torch.utils.backend_registration  # noqa: F401  (loads the submodule the names live in)
+
+    for name in REQUIRED_API:
+        if _lookup(name) is None:
+            return name
+    if _lookup(FULL_SETUP_API) is None:
+        if shutil.which(_CXX) is None:
+            return f"{FULL_SETUP_API} or a C++ compiler ({_CXX}) to build a PrivateUse1 device guard"
+        if not (Path(torch.__file__).parent / "include" / "c10" / "core" / "impl" / "DeviceGuardImplInterface.h").is_file():
+            return f"{FULL_SETUP_API} or torch's C++ headers (torch/include) to build a PrivateUse1 device guard"
     return None
+
+
+_CXX = os.environ.get("CXX", "g++")
+_GUARD_SOURCE = r"""
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
+namespace {
+constexpr c10::DeviceType kNpu = c10::DeviceType::PrivateUse1;
+thread_local c10::DeviceIndex current = 0;
+
+struct EmulatedNpuGuard final : public c10::impl::DeviceGuardImplInterface {
+  c10::DeviceType type() const override { return kNpu; }
+  c10::Device exchangeDevice(c10::Device device) const override {
+    c10::Device old(kNpu, current);
+    current = device.index() < 0 ? 0 : device.index();
+    return old;
+  }
+  c10::Device getDevice() const override { return c10::Device(kNpu, current); }
+  void setDevice(c10::Device device) const override { current = device.index() < 0 ? 0 : device.index(); }
+  void uncheckedSetDevice(c10::Device device) const noexcept override { current = device.index() < 0 ? 0 : device.index(); }
+  c10::Stream getStream(c10::Device device) const noexcept override { return c10::Stream(c10::Stream::DEFAULT, device); }
+  c10::Stream exchangeStream(c10::Stream stream) const noexcept override { return stream; }
+  c10::DeviceIndex deviceCount() const noexcept override { return 16; }
+};
+
+C10_REGISTER_GUARD_IMPL(PrivateUse1, EmulatedNpuGuard);
+}  // namespace
+"""
+
+
+def _build_device_guard() -> Path:
+    """Compile the guard once per torch build and source (cached under the temp folder)."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    root = Path(torch.__file__).parent
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    key = hashlib.sha256(f"{torch.__version__}|{root}|{abi}|{_GUARD_SOURCE}".encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"parakeet-emulated-npu-guard-{key}"
+    library = folder / "libemulated_npu_guard.so"
+    if library.is_file():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"guard-{os.getpid()}.cpp"
+    source.write_text(_GUARD_SOURCE)
+    partial = folder / f"guard-{os.getpid()}.so"
+    command = [_CXX, "-std=c++17", "-O1", "-shared", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+               f"-I{root / 'include'}", str(source), "-o", str(partial), f"-L{root / 'lib'}", "-lc10",
+               f"-Wl,-rpath,{root / 'lib'}"]
+    built = subprocess.run(command, capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"emulated npu: building the device guard failed: {built.stderr.strip()[-500:]}")
+    os.replace(partial, library)  # atomic: concurrent builders publish the same file
+    source.unlink()
+    return library
+
+
+def _register_backend(module: types.ModuleType) -> str:
+    """Make PrivateUse1 the `npu` device with `module` as `torch.npu`; returns how."""
+    setup = _lookup(FULL_SETUP_API)
+    if setup is not None:
+        setup(rename="npu", backend_module=module)
+        return FULL_SETUP_API
+    import ctypes
+
+    ctypes.CDLL(str(_build_device_guard()), mode=ctypes.RTLD_GLOBAL)
+    torch.utils.rename_privateuse1_backend("npu")
+    torch.utils.generate_methods_for_privateuse1_backend()
+    torch._register_device_module("npu", module)
+    return "rename_privateuse1_backend + _register_device_module + compiled device guard"
 
 
 # ------------------------------------------------------------------ counters
@@ -175,12 +269,16 @@ def _dispatch(func, args, kwargs):
     overload = func._overloadpacket.__name__
     COUNTERS.ops += 1
     COUNTERS.by_op[name] += 1
-    if name in ("_to_copy", "to"):
+    if name == "to":  # reaches here from TorchScript (torch 2.4): its positional dtype/device -> _to_copy
+        return func.decompose(*args, **kwargs)
+    if name == "_to_copy":
         return _to_copy(func, args, kwargs)
     if name in ("copy_",):
         return _copy_(args, kwargs)
     if name == "_thnn_fused_lstm_cell":
         return _lstm_cell(*map(_unwrap, args))
+    if name == "_has_compatible_shallow_copy_type":  # an aten op up to torch 2.6: same kind of tensor?
+        return isinstance(args[0], NpuTensor) == isinstance(args[1], NpuTensor)
     if _SETTINGS["strict"]:
         _check_placement(name, args, kwargs)
     if overload == "_local_scalar_dense":
@@ -364,7 +462,13 @@ def _register_kernels() -> None:
     impl.impl("arange.start_step", arange_start_step, "PrivateUse1")
     impl.impl("arange", arange_end, "PrivateUse1")
     impl.impl("arange.start", arange_start, "PrivateUse1")
-    # autocast for the new backend: let every op through to the kernels
+    # autocast for the new backend: let every op through to the kernels (torch 2.4 has no
+    # Library.fallback: the dispatcher's own library object registers the fallthrough there)
+    if not hasattr(torch.library.Library, "fallback"):
+        autocast = torch._C._dispatch_library("IMPL", "_", "AutocastPrivateUse1")
+        autocast.fallback_fallthrough()
+        _LIBRARIES.append(autocast)
+        return
     autocast = torch.library.Library("_", "IMPL")
     autocast.fallback(torch.library.fallthrough_kernel, "AutocastPrivateUse1")
     _LIBRARIES.append(autocast)
@@ -388,10 +492,8 @@ def install(strict: bool = True) -> types.ModuleType:
     _SETTINGS["strict"] = strict
     if _INSTALLED["done"]:
         return torch.npu
-    from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
-
     module = _make_module()
-    _setup_privateuseone_for_python_backend(rename="npu", backend_module=module)
+    module.registered_by = _register_backend(module)
     _register_kernels()
     _pin_memory_is_a_no_op()
     from common.device import counters

@@ -107,7 +107,10 @@ def test_demo_model_alone_and_in_one_batch_match_nemo(capsys, demo_paths, demo_o
     timestamps move when the others share its batch."""
     alone = transcribe(capsys, "demo", engine, 1, demo_paths)
     together = transcribe(capsys, "demo", engine, len(demo_paths), demo_paths)
-    assert [r["text"] for r in alone[:len(DEMO_WORDS)]] == [word for _, _, word in DEMO_WORDS]
+    words = [word for _, _, word in DEMO_WORDS]
+    # NeMo 2.2's own transcribe() of the first cut file hears "check" (NeMo 3.0: "checked");
+    # that ours equals NeMo's on every NeMo is the next assertion.
+    assert [r["text"] for r in alone[:len(DEMO_WORDS)]] in (words, ["check", *words[1:]])
     assert [r["text"] for r in alone] == [o["text"] for o in demo_oracle]
     assert alone == demo_oracle
     assert together == alone

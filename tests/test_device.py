@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 
 import pytest
@@ -99,11 +100,25 @@ def test_cpu_helpers():
 # ------------------------------------------------------------------ the real torch-npu wheel
 
 
+def autoloads(python) -> bool:
+    """Whether the torch_npu installed for `python` registers itself for `import torch` (2.5.1 on)."""
+    probe = ("import importlib.metadata as m; print(any(e.value.startswith('torch_npu') for e in "
+             "m.entry_points(group='torch.backends')))")
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
 @pytest.mark.slow
 def test_plain_import_torch_fails_there_which_is_why_scripts_disable_autoload(torch_npu_env):
+    """torch_npu 2.5.1+ is loaded by `import torch` itself and breaks it without CANN; older ones
+    (2.4.0.postN) only fail on `import torch_npu`. Either way the device layer sees the CANN error."""
     env = {k: v for k, v in os.environ.items() if k != "TORCH_DEVICE_BACKEND_AUTOLOAD"}
-    proc = subprocess.run([torch_npu_env, "-c", "import torch"], capture_output=True, text=True, env=env)
-    assert proc.returncode != 0 and "libhccl.so" in proc.stderr
+    plain = subprocess.run([torch_npu_env, "-c", "import torch"], capture_output=True, text=True, env=env)
+    explicit = subprocess.run([torch_npu_env, "-c", "import torch, torch_npu"], capture_output=True, text=True, env=env)
+    assert explicit.returncode != 0 and re.search(r"lib\w+\.so", explicit.stderr), explicit.stderr[-1000:]
+    if autoloads(torch_npu_env):
+        assert plain.returncode != 0 and "libhccl.so" in plain.stderr
+    else:
+        assert plain.returncode == 0, plain.stderr[-1000:]
 
 
 @pytest.mark.slow

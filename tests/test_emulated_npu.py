@@ -44,7 +44,10 @@ seen = collections.defaultdict(set)
 def record(module, args, output):
     tensors = [t for t in torch.utils._pytree.tree_leaves((args, output)) if isinstance(t, torch.Tensor)]
     tensors += list(module.parameters(recurse=False))
-    seen[type(module).__name__].update(t.device.type for t in tensors)
+    name = type(module).__name__
+    if name == "Sequential" and any(isinstance(m, torch.nn.Conv2d) for m in module.children()):
+        name = "ConvSubsampling.conv"  # NeMo 2.2's subsampling is a plain Sequential; "Sequential" = joint net
+    seen[name].update(t.device.type for t in tensors)
 torch.nn.modules.module.register_module_forward_hook(record)
 import inference
 code = inference.main(sys.argv[2:])

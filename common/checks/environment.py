@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..device import stacks
 from ..device.accelerators import (
     cuda_device_count,
     npu_inventory,
@@ -31,7 +32,6 @@ from ..model.loading import ModelSource, resolve_model_source
 from ..model.nemo_archive import DAMAGED_FIX, DamagedModelError, read_nemo_config, verify_nemo_archive
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-ASCEND_ROOT = Path("/usr/local/Ascend")
 # Bytes of RAM per parameter while loading: fp32 weights plus NeMo's transient copies.
 LOAD_BYTES_PER_PARAMETER = 8
 PARAKEET_PARAMETERS = 617_800_000
@@ -55,7 +55,9 @@ def python_checks() -> list[Check]:
 
 
 def torch_checks(device_spec: str) -> list[Check]:
-    """torch, torch_npu and the NPU itself, then CUDA (informational)."""
+    """torch, torch_npu and the NPU itself, the host's CANN and which stack fits it, then CUDA
+    (informational). A torch_npu that cannot be used fails the dry-run only when --device npu
+    asks for it; with cpu or auto it is a warning (auto falls back to the CPU)."""
     import torch
 
     checks = [Check("torch", PASS, torch.__version__)]
@@ -64,17 +66,22 @@ def torch_checks(device_spec: str) -> list[Check]:
     status = probe_npu()
     version = status.torch_npu_version or package_version("torch_npu")
     no_device = "no NPU is visible" in status.diagnosis
+    cann, _ = stacks.read_cann_version()
+    advice = install_advice(torch.__version__, version, cann)
     if version is None and not status.usable:
-        checks.append(_check("torch_npu", False, "not installed", "pip install -r requirements-npu.txt (and "
-                             "install CANN)", warn_only=not npu_required))
+        checks.append(_check("torch_npu", False, "not installed", advice or "pip install -r requirements-npu.txt "
+                             "(and install CANN)", warn_only=not npu_required))
     elif not status.usable and not no_device:
-        checks.append(Check("torch_npu", FAIL, f"{version}: {status.diagnosis}", _fix_of(status.diagnosis)))
+        checks.append(Check("torch_npu", FAIL if npu_required else WARN, f"{version}: {status.diagnosis}",
+                            _fix_of(status.diagnosis)))
     else:
         checks.append(Check("torch_npu", PASS, f"{version or 'registered'} (importable)"))
         checks.append(_check("npu devices", status.usable, f"{status.device_count}: {npu_inventory(status.device_count)}"
                              if status.usable else status.diagnosis, _fix_of(status.diagnosis),
                              warn_only=not npu_required))
-    checks.extend(ascend_install_checks(status.usable or version is not None or npu_required))
+    relevant = status.usable or version is not None or npu_required
+    checks.extend(ascend_install_checks(relevant, cann))
+    checks.extend(stack_checks(torch.__version__, version, cann, npu_required, relevant, advice))
     cuda = cuda_device_count()
     checks.append(Check("cuda", PASS, f"available, {cuda} device(s)" if cuda else "not available (informational)"))
     if kind == "cuda" and not cuda:
@@ -111,41 +118,96 @@ def card_checks(script: str = "inference.py --audio AUDIO --output OUT.json") ->
     return checks
 
 
+def install_advice(torch_version: str, torch_npu: Optional[str], cann: Optional[str]) -> Optional[str]:
+    """The pip commands, for this host's architecture and Python, that install the supported
+    line fitting its CANN (or, without CANN, the installed torch); None if nothing fits."""
+    own = stacks.line_for_torch(torch_version)
+    nemo = package_version("nemo_toolkit")
+    own_installed = own is not None and nemo is not None and stacks.release(nemo) == own.nemo
+    if cann is not None and own_installed and _fitting_for_torch(torch_version, cann):
+        # the installed line has a torch_npu for this CANN: only that is missing or wrong
+        version = _fitting_for_torch(torch_version, cann)[0]
+        return f"pip install {'--no-deps ' if own.torch_npu_no_deps else ''}torch-npu=={version}"
+    if cann is not None:
+        line, npu = stacks.line_for_cann(cann)
+    else:
+        line = stacks.line_for_torch(torch_npu or torch_version)
+        npu = _newest_torch_npu(line)
+    if line is None:
+        return None
+    commands = stacks.install_commands(line, npu, platform.machine(), sys.version_info[:2])
+    if line is own and own_installed and npu:
+        commands = commands[-1:]  # the line is installed already: only torch_npu is missing or wrong
+    return " && ".join(commands)
+
+
+def _fitting_for_torch(torch_version: str, cann: str) -> list[str]:
+    """The torch_npu builds for the installed torch that fit this CANN, newest first."""
+    return [v for v in stacks.torch_npu_for_cann(cann) if stacks.release(v) == stacks.release(torch_version)]
+
+
+def _newest_torch_npu(line) -> Optional[str]:
+    versions = [v for v, _ in stacks.TORCH_NPU_CANN if line and stacks.release(v) == stacks.release(line.torch)]
+    return versions[-1] if versions else None
+
+
+def stack_checks(torch_version: str, torch_npu: Optional[str], cann: Optional[str], npu_required: bool,
+                 relevant: bool, advice: Optional[str]) -> list[Check]:
+    """Which torch_npu fit this host's CANN, whether the installed torch / torch_npu pair fits both,
+    and whether torch + NeMo is one of the tested lines."""
+    checks = []
+    if cann is not None:
+        fitting = stacks.torch_npu_for_cann(cann)
+        line, npu = stacks.line_for_cann(cann)
+        if not fitting:
+            checks.append(_check("cann stack", False, f"no torch_npu in Ascend's table fits CANN {cann}",
+                                 "install CANN 8.0.0 or newer", warn_only=not npu_required))
+        else:
+            tested = (f"; tested line: torch {line.torch} + NeMo {line.nemo} + torch_npu {npu} ({line.requirements})"
+                      if line else "; no tested line of this toolkit uses them")
+            checks.append(_check("cann stack", line is not None, f"CANN {cann} fits torch_npu {', '.join(fitting)}"
+                                 + tested, "supported lines: " + _lines_text(), warn_only=True))
+    if torch_npu is not None:
+        problem = stacks.pair_problem(torch_version, torch_npu, cann)
+        value = problem or (f"torch {torch_version} + torch_npu {torch_npu}" +
+                            (f" fit CANN {cann}" if cann else " match (CANN not found, not checked against it)"))
+        checks.append(Check("torch/torch_npu", PASS if problem is None else (FAIL if npu_required else WARN), value,
+                            None if problem is None else (advice or "supported lines: " + _lines_text())))
+    elif cann is not None:
+        fitting = _fitting_for_torch(torch_version, cann)
+        value = (f"torch {torch_version}: torch_npu {fitting[0]} fits CANN {cann} (not installed)" if fitting else
+                 f"torch {torch_version}: no torch_npu for it fits CANN {cann}")
+        checks.append(Check("torch/torch_npu", WARN if fitting or not npu_required else FAIL, value,
+                            advice or "supported lines: " + _lines_text()))
+    nemo = package_version("nemo_toolkit")
+    line = stacks.line_for_torch(torch_version)
+    tested = line is not None and nemo is not None and stacks.release(nemo) == stacks.release(line.nemo)
+    checks.append(_check("toolkit line", tested, f"torch {stacks.release(torch_version)} + NeMo {nemo or 'none'}"
+                         + (f" (line {line.name})" if tested else " is not a tested line"),
+                         "tested lines: " + _lines_text(), warn_only=True))
+    return checks
+
+
+def _lines_text() -> str:
+    return "; ".join(f"torch {line.torch} + NeMo {line.nemo} ({line.note})" for line in stacks.LINES)
+
+
 def _fix_of(diagnosis: str) -> str:
     return diagnosis.split(": ", 1)[-1] if ": " in diagnosis else diagnosis
 
 
-def read_first_line(path: Path, key: Optional[str] = None) -> Optional[str]:
-    """The value of `key=` in a version file, or its first line."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if key is None and line.strip():
-            return line.strip()
-        if key and line.strip().lower().startswith(key.lower()):
-            return line.split("=", 1)[-1].strip().strip('"')
-    return None
-
-
-def ascend_install_checks(relevant: bool) -> list[Check]:
-    """CANN toolkit and driver versions, read from their usual files. Without torch_npu they are
-    informational: a CPU or CUDA host needs neither."""
-    toolkit = ASCEND_ROOT / "ascend-toolkit" / "latest"
-    cann = None
-    for candidate in [toolkit / "version.cfg", *sorted(toolkit.glob("*/ascend_toolkit_install.info")),
-                      *sorted(toolkit.glob("*_install.info"))]:
-        cann = read_first_line(candidate, "version") or read_first_line(candidate, "runtime_running_version")
-        if cann:
-            break
-    driver = read_first_line(ASCEND_ROOT / "driver" / "version.info", "version")
+def ascend_install_checks(relevant: bool, cann: Optional[str] = None) -> list[Check]:
+    """CANN toolkit and driver versions, read from their usual files under the Ascend root
+    ($PARAKEET_ASCEND_ROOT, else /usr/local/Ascend). Without torch_npu they are informational:
+    a CPU or CUDA host needs neither."""
+    root = stacks.ascend_root()
+    driver = stacks.read_driver_version(root)
     sourced = bool(os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH"))
-    set_env = "run 'source /usr/local/Ascend/ascend-toolkit/set_env.sh'"
+    set_env = f"run 'source {root}/ascend-toolkit/set_env.sh'"
     found = [
-        ("cann toolkit", cann is not None, cann or f"not found under {toolkit}", "install CANN, then " + set_env),
+        ("cann toolkit", cann is not None, cann or f"not found under {root}", "install CANN, then " + set_env),
         ("cann environment", sourced, "sourced" if sourced else "set_env.sh not sourced", set_env),
-        ("ascend driver", driver is not None, driver or f"not found ({ASCEND_ROOT}/driver/version.info)",
+        ("ascend driver", driver is not None, driver or f"not found ({root}/driver/version.info)",
          "install the Ascend driver and firmware ('npu-smi info' must list the cards)"),
     ]
     if not relevant:

@@ -57,6 +57,25 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
     return list(hypotheses)
 
 
+# Where NeMo's TDT label-looping computer lives and which method runs its pure-PyTorch loop:
+# NeMo 2.7 and 3.0 `decoding_computer.torch_impl(encoder_output, encoder_output_length,
+# prev_batched_state, ...)`, returning (hyps, state) in 3.0 and (hyps, alignments, state) in 2.7;
+# NeMo 2.2 `_decoding_computer.loop_labels_torch(encoder_output=..., encoder_output_length=...)`,
+# returning (hyps, alignments, state). Hypotheses come first in all of them.
+_COMPUTER_LOOPS = (("decoding_computer", "torch_impl"), ("_decoding_computer", "loop_labels_torch"))
+
+
+def tdt_loop(model):
+    """(computer, name of its pure-PyTorch loop method) of the model's TDT greedy_batch decoding,
+    or (None, None) where the decoding is not TDT label looping."""
+    greedy = getattr(model.decoding, "decoding", None)
+    for attribute, method in _COMPUTER_LOOPS:
+        computer = getattr(greedy, attribute, None)
+        if computer is not None and hasattr(computer, "durations") and hasattr(computer, method):
+            return computer, method
+    return None, None
+
+
 def per_clip_token_durations(model) -> None:
     """Make the model's batched TDT decoding report each token's own duration, so that a clip's
     end times do not depend on its batch mates (both engines decode through it).
@@ -66,20 +85,24 @@ def per_clip_token_durations(model) -> None:
     frame while other clips in the batch still search for theirs. Labels and frames are right;
     only the durations, hence end offsets, are stale. Idempotent; a no-op where the decoding is
     not TDT label looping (changing the decoding strategy builds a new computer: call it again)."""
-    computer = getattr(getattr(model.decoding, "decoding", None), "decoding_computer", None)
-    if computer is None or not hasattr(computer, "durations") or hasattr(computer.torch_impl, "per_clip"):
+    computer, method = tdt_loop(model)
+    if computer is None or hasattr(getattr(computer, method), "per_clip"):
         return
-    original = computer.torch_impl
+    original = getattr(computer, method)
 
     @functools.wraps(original)
-    def torch_impl(encoder_output, encoder_output_length, prev_batched_state=None, **kwargs):
-        hyps, state = original(encoder_output, encoder_output_length, prev_batched_state, **kwargs)
-        if hyps.token_durations is not None and prev_batched_state is None:
+    def loop(*args, **kwargs):
+        result = original(*args, **kwargs)
+        hyps = result[0]
+        encoder_output = kwargs["encoder_output"] if "encoder_output" in kwargs else args[0]
+        previous_state = kwargs.get("prev_batched_state", args[2] if len(args) > 2 else None)
+        if getattr(computer, "include_duration", True) and getattr(hyps, "token_durations", None) is not None \
+                and previous_state is None:
             _recompute_durations(computer, encoder_output, hyps)
-        return hyps, state
+        return result
 
-    torch_impl.per_clip = True
-    computer.torch_impl = torch_impl
+    loop.per_clip = True
+    setattr(computer, method, loop)
 
 
 def _recompute_durations(computer, encoder_output, hyps) -> None:
@@ -92,6 +115,12 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
     if width == 0:
         return
     labels, frames = hyps.transcript[:, :width], hyps.timestamps[:, :width]
+    # Past a clip's own tokens the buffers hold whatever the loop left there (NeMo 2.2 writes the
+    # frame counters of finished clips, beyond the encoder output): decode blanks at frame 0 there
+    # and keep those entries as they were.
+    valid = torch.arange(width, device=frames.device)[None, :] < hyps.current_lengths[:, None]
+    labels = torch.where(valid, labels, torch.full_like(labels, computer._SOS))
+    frames = torch.where(valid, frames, torch.zeros_like(frames))
     batch = labels.shape[0]
     previous = torch.cat([torch.full_like(labels[:, :1], computer._SOS), labels[:, :-1]], dim=1)
     predicted, *_ = computer.decoder.predict(previous, None, add_sos=False, batch_size=batch)
@@ -102,4 +131,4 @@ def _recompute_durations(computer, encoder_output, hyps) -> None:
                                           joint.project_prednet(predicted).reshape(batch * width, 1, -1))
     durations = computer.durations.to(logits.device)
     choice = logits.reshape(batch, width, -1)[..., -len(durations):].argmax(dim=-1)
-    hyps.token_durations[:, :width] = durations[choice]
+    hyps.token_durations[:, :width] = torch.where(valid, durations[choice], hyps.token_durations[:, :width])

@@ -124,7 +124,7 @@ def _skip_init_mode_class():
       Conv, LSTM, Embedding and NeMo's own initialisers.
     - The other torch.nn.init functions (xavier_*, kaiming_normal_, trunc_normal_, sparse_,
       orthogonal_) do not dispatch, but call Tensor.uniform_/normal_ on the parameter, or on a
-      scratch tensor made from it with new_empty (orthogonal_, whose QR is the slow part on big
+      scratch tensor made from it with new_empty or new (orthogonal_, whose QR is the slow part on big
       matrices). Those calls are skipped only for such disposable tensors: a parameter, or a
       tensor made from one by new_empty; QR of a disposable tensor returns empty factors.
       Random draws on any other tensor (buffers, scratch of a rejection loop) stay real.
@@ -135,6 +135,8 @@ def _skip_init_mode_class():
     init = torch.nn.init
     skipped_initialisers = {init.uniform_, init.normal_, init.constant_, init.kaiming_uniform_}
     random_fills = {torch.Tensor.uniform_, torch.Tensor.normal_}
+    # orthogonal_'s scratch: new_empty (torch 2.6 on), Tensor.new (torch 2.4)
+    scratch_makers = {torch.Tensor.new_empty, torch.Tensor.new}
 
     class SkipInitMode(TorchFunctionMode):
         def __init__(self):
@@ -156,7 +158,7 @@ def _skip_init_mode_class():
             if func is torch.linalg.qr and args and self._is_disposable(args[0]):
                 return _empty_qr(args[0])
             result = func(*args, **kwargs)
-            if func is torch.Tensor.new_empty and self._is_disposable(args[0]):
+            if func in scratch_makers and self._is_disposable(args[0]):
                 self._disposable[id(result)] = weakref.ref(result)
             return result
 
