@@ -1,6 +1,8 @@
 """Compute precision: fp32, or bf16/fp16 autocast around the encoder and decoder.
 
-NeMo's preprocessor turns autocast off inside itself, so features stay fp32 either way."""
+Features are always computed in fp32: NeMo 3.0's preprocessor turns autocast off inside itself,
+NeMo 2.2's does not (its STFT and mel projection then run in bf16: features 0.03 apart, other
+words), so `fp32_features` does it for NeMo's own transcribe() on every version."""
 
 from __future__ import annotations
 
@@ -35,3 +37,21 @@ def autocast(device: str, dtype: str = "fp32"):
 
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     return torch.autocast(device_type=device.split(":")[0], dtype=torch_dtype)
+
+
+@contextlib.contextmanager
+def fp32_features(preprocessor, device: str):
+    """Inside the block, `preprocessor` runs with autocast off, whatever surrounds it."""
+    import torch
+
+    original = preprocessor.forward
+
+    def forward(*args, **kwargs):
+        with torch.autocast(device_type=device.split(":")[0], enabled=False):
+            return original(*args, **kwargs)
+
+    preprocessor.forward = forward
+    try:
+        yield
+    finally:
+        del preprocessor.forward  # back to the class's own method

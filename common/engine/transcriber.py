@@ -19,7 +19,7 @@ from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .batched import decode_batch, per_clip_token_durations
 from .long_audio import long_audio_encoder
-from .precision import autocast
+from .precision import autocast, fp32_features
 from .records import FileRecord, Timestamp, Transcript
 
 ENGINES = ("nemo", "batched")
@@ -181,6 +181,8 @@ def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, 
             stack.enter_context(module_timer(model.preprocessor, device, stages, "features", counts))
             stack.enter_context(module_timer(model.encoder, device, stages, "encoder", counts))
         stack.enter_context(autocast(device, options.dtype))
+        if options.dtype != "fp32":
+            stack.enter_context(fp32_features(model.preprocessor, device))
         return run_nemo_transcribe(model, signals)
 
 
