@@ -44,7 +44,7 @@ def fp32_features(preprocessor, device: str):
     """Inside the block, `preprocessor` runs with autocast off, whatever surrounds it."""
     import torch
 
-    original = preprocessor.forward
+    original, own = preprocessor.forward, vars(preprocessor).get("forward")
 
     def forward(*args, **kwargs):
         with torch.autocast(device_type=device.split(":")[0], enabled=False):
@@ -54,4 +54,7 @@ def fp32_features(preprocessor, device: str):
     try:
         yield
     finally:
-        del preprocessor.forward  # back to the class's own method
+        if own is None:
+            del preprocessor.forward  # back to the class's own method
+        else:
+            preprocessor.forward = own
