@@ -85,7 +85,6 @@ def perf_command(args) -> int:
 
 
 def run_benchmark(args, import_seconds: float) -> dict:
-    from common.engine.precision import check_dtype_for_device
     from common.measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
     from common.model.loading import ModelPool, default_model_spec, describe, resolve_model_source
 
@@ -96,10 +95,8 @@ def run_benchmark(args, import_seconds: float) -> dict:
     inputs = load_signals(cli.input_paths(args), cli.input_options(args))
     for error in inputs.errors:
         cli.say(f"error: {error}")
-    choices = [cli.select_device(spec, announce=not args.json) for spec in (args.devices or [args.device])]
-    for choice in choices:
-        for dtype in args.dtype:
-            check_dtype_for_device(dtype, choice.device)
+    choices = [cli.select_device(spec, announce=not args.json, dtype=args.dtype)
+               for spec in (args.devices or [args.device])]
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
@@ -128,7 +125,6 @@ def ranks_lines(document: dict) -> str:
 
 
 def run_ranked_benchmark(args, import_seconds: float, source, ranks):
-    from common.engine.precision import check_dtype_for_device
     from common.errors import SetupError
     from common.job.perf_ranks import run_ranked_perf
     from common.measure.perf import PerfOptions, PerfSweep
@@ -136,9 +132,7 @@ def run_ranked_benchmark(args, import_seconds: float, source, ranks):
 
     if args.devices:
         raise SetupError("--devices: under torchrun every rank benchmarks its own card; give --device")
-    choice = cli.select_device(args.device, announce=not args.json, ranks=ranks)
-    for dtype in args.dtype:
-        check_dtype_for_device(dtype, choice.device)
+    choice = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks)
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     options = PerfOptions(warmup=args.warmup, runs=args.runs,

@@ -306,12 +306,12 @@ def world():
     return world_from_env()
 
 
-def select_device(spec: str, announce: bool = True, dtype: str | None = None, ranks=None):
+def select_device(spec: str, announce: bool = True, dtype: str | list | None = None, ranks=None):
     """Resolve --device and say once which device was chosen and why. With `dtype`, a precision
     that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load.
     Under torchrun (`ranks`, a World of several) the rank takes the card of its LOCAL_RANK."""
     from .device.accelerators import DeviceChoice, resolve_device
-    from .engine.precision import check_dtype_for_device
+    from .engine.precision import check_dtype_for_device, cpu_precision_warning
 
     choice = resolve_device(spec)
     if ranks is not None and ranks.ranked:
@@ -326,10 +326,14 @@ def select_device(spec: str, announce: bool = True, dtype: str | None = None, ra
         announce = announce and ranks.is_main
     if choice.warning:
         say(f"warning: {choice.warning}")
-    if dtype is not None:
-        check_dtype_for_device(dtype, choice.device)
+    for name in _as_list(dtype):
+        check_dtype_for_device(name, choice.device)
     if announce:
         say(f"device: {choice.device} ({choice.reason})")
+        for name in _as_list(dtype):
+            slow = cpu_precision_warning(name) if choice.device == "cpu" else None
+            if slow:
+                say(f"warning: {slow}")
     return choice
 
 

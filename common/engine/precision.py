@@ -1,4 +1,6 @@
-"""Compute precision: fp32, or bf16/fp16 autocast around the encoder and decoder.
+"""Compute precision: fp32; bf16/fp16 autocast around the encoder and decoder (the encoder's
+matmul weights cast once, common/engine/encoders.py); int8, a dynamically quantized encoder on
+the CPU with the decoder in fp32.
 
 Features are always computed in fp32: NeMo 3.0's preprocessor turns autocast off inside itself,
 NeMo 2.2's does not (its STFT and mel projection then run in bf16: features 0.03 apart, other
@@ -10,7 +12,7 @@ import contextlib
 
 from ..errors import SetupError
 
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16", "int8")
 
 
 def check_dtype(name: str) -> str:
@@ -26,12 +28,40 @@ def check_dtype_for_device(dtype: str, device: str) -> None:
     if dtype == "fp16" and device.split(":")[0].strip().lower() == "cpu":
         # oneDNN has no fp16 LSTM (the TDT prediction net) and few fp16 convs: every file would fail.
         raise SetupError("--dtype fp16: not supported on the CPU (fp16 LSTM/conv kernels are missing there); "
-                         "use bf16 or fp32")
+                         "use bf16, int8 or fp32")
+    if dtype == "int8" and device.split(":")[0].strip().lower() not in ("cpu", "auto"):
+        raise SetupError(f"--dtype int8: CPU only (dynamically quantized int8 kernels are fbgemm's, x86); "
+                         f"use bf16 or fp16 on {device}")
+
+
+def cpu_precision_warning(dtype: str) -> str | None:
+    """Why `dtype` will be slow on this CPU, or None: without AVX512-BF16 or AMX, bf16 matmuls are
+    emulated (3x slower than fp32 on an AVX-512 Xeon without them, measured); without VNNI,
+    int8 loses most of its lead."""
+    flags = cpu_flags()
+    if dtype == "bf16" and flags and not {"avx512_bf16", "amx_bf16"} & flags:
+        return ("--dtype bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): bf16 is emulated "
+                "and slower than fp32 here; int8 or fp32 is faster")
+    if dtype == "int8" and flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
+        return "--dtype int8: this CPU has no VNNI (avx512_vnni/avx_vnni): int8 gains little over fp32 here"
+    return None
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def autocast(device: str, dtype: str = "fp32"):
     """A context that runs the model at `dtype` on `device` (nothing changes for fp32)."""
-    if check_dtype(dtype) == "fp32":
+    if check_dtype(dtype) in ("fp32", "int8"):  # int8: the quantized layers take fp32 activations
         return contextlib.nullcontext()
     import torch
 

@@ -18,6 +18,7 @@ from ..inputs.audio import SAMPLE_RATE, duration_seconds
 from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
 from .batched import decode_batch, per_clip_token_durations
+from .encoders import encoder_at
 from .long_audio import long_audio_encoder
 from .precision import autocast, fp32_features
 from .records import FileRecord, Timestamp, Transcript
@@ -32,7 +33,7 @@ LONG_AUDIO_SECONDS = 600.0
 class TranscribeOptions:
     batch_size: int = 4
     timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
-    dtype: str = "fp32"  # fp32, or bf16/fp16 autocast
+    dtype: str = "fp32"  # fp32; bf16/fp16 autocast; int8 (CPU) quantized encoder: common/engine/encoders.py
     engine: str = "nemo"  # nemo: model.transcribe(); batched: preprocessor/encoder/decoding by hand
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # above this, alone and with local attention
@@ -156,7 +157,7 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOptions, long_audio: bool,
                       stages: Optional[dict], counts: Optional[dict]) -> list[Transcript]:
     attention = long_audio_encoder(loaded.model) if long_audio else contextlib.nullcontext()
-    with attention as mode:
+    with attention as mode, encoder_at(loaded, options.dtype, mode):
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [

@@ -42,6 +42,7 @@ class LoadedModel:
     timestamps: bool = False
     info: dict = field(default_factory=dict)
     decoder_device: Optional[str] = None  # where the TDT decoder and joint run, if not on `device`
+    encoders: dict = field(default_factory=dict)  # dtype -> (attention, encoder copy): common/engine/encoders.py
 
 
 def default_model_spec() -> str:

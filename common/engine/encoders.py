@@ -1,0 +1,79 @@
+"""The encoder at the run's precision, built once per model and kept with it.
+
+fp32 is the model's own encoder. For bf16/fp16 the model still runs under autocast, but the
+weights autocast casts on every call (those of Linear and convolution layers) are cast once, in
+a copy of the encoder that shares every other tensor with the model: the arithmetic is the
+same, so the output equals autocast's bit for bit, without converting 600M weights per call.
+int8 (CPU only) is a copy whose Linear layers are dynamically quantized: int8 weights with one
+scale per output channel, activations quantized per call, run by fbgemm's VNNI kernels. Both
+copies cost memory (bf16: half the encoder's weights; int8: a quarter) and a one-time build."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from typing import Optional
+
+# The layers whose weights autocast runs in low precision (torch's autocast op lists: linear,
+# conv1d/conv2d): casting exactly these once changes no result.
+_LOW_PRECISION_LAYERS = ("Linear", "Conv1d", "Conv2d")
+
+
+@contextlib.contextmanager
+def encoder_at(loaded, dtype: str, attention: Optional[str] = None):
+    """Inside the block `loaded.model.encoder` is the encoder for `dtype`; the model's own after.
+    `attention` names the attention the encoder has now (long audio changes it), so a copy built
+    for the other attention is not reused."""
+    if dtype == "fp32":
+        yield
+        return
+    model = loaded.model
+    own = model.encoder
+    model.encoder = _encoder_copy(loaded, dtype, attention)
+    try:
+        yield
+    finally:
+        model.encoder = own
+
+
+def _encoder_copy(loaded, dtype: str, attention: Optional[str]):
+    """The kept copy for `dtype`, rebuilt when the attention changed (one copy per dtype, so long
+    and short files in turns rebuild; batches sorted longest first switch once)."""
+    kept = loaded.encoders.get(dtype)
+    if kept is not None and kept[0] == attention:
+        return kept[1]
+    loaded.encoders.pop(dtype, None)  # free the old copy before building the new one
+    built = build_encoder(loaded.model.encoder, dtype)
+    loaded.encoders[dtype] = (attention, built)
+    return built
+
+
+def build_encoder(encoder, dtype: str):
+    """A copy of `encoder` for `dtype` that shares the tensors it does not change."""
+    import torch
+
+    if dtype == "int8":
+        return _quantized(encoder)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
+    for module in encoder.modules():
+        if type(module).__name__ in _LOW_PRECISION_LAYERS and isinstance(module, torch.nn.Module):
+            for name, tensor in module.named_parameters(recurse=False):
+                memo[id(tensor)] = torch.nn.Parameter(tensor.detach().to(low), requires_grad=False)
+    return copy.deepcopy(encoder, memo).eval()
+
+
+def _quantized(encoder):
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
+    structure = copy.deepcopy(encoder, memo).eval()  # new modules, the model's tensors
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic
+        # int8 kernels faster than these on x86 (fbgemm, VNNI).
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(structure, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                inplace=True)
+

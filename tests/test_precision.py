@@ -1,0 +1,128 @@
+"""Precision paths: bf16 weights cast once equal autocast bit for bit, int8 really runs a
+quantized encoder, the copies are built once and the model's own encoder comes back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.errors import SetupError
+from common.inputs.audio import load_audio
+
+
+@pytest.fixture(scope="module")
+def perturbed(tiny_nemo):
+    """The tiny model with every parameter moved off its initial value: norms are initialised to
+    1 and 0, which bf16 holds exactly, so casting them would otherwise go unnoticed."""
+    import torch
+
+    from common.model.loading import load_model
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in loaded.model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return loaded
+
+
+def test_bf16_weights_cast_once_equal_autocast(perturbed):
+    import torch
+
+    from common.engine.encoders import build_encoder
+
+    encoder = perturbed.model.encoder
+    features = torch.randn(2, encoder._feat_in, 300, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([300, 211])
+    cast = build_encoder(encoder, "bf16")
+    assert cast.layers[0].feed_forward1.linear1.weight.dtype == torch.bfloat16
+    assert cast.layers[0].norm_feed_forward1.weight.dtype == torch.float32  # autocast keeps norms fp32
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, expected_lengths = encoder(audio_signal=features, length=lengths)
+        output, output_lengths = cast(audio_signal=features, length=lengths)
+    assert output.dtype == torch.bfloat16
+    assert torch.equal(output, expected) and torch.equal(output_lengths, expected_lengths)
+
+
+def test_copies_are_built_once_and_the_model_keeps_its_encoder(perturbed, clips):
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
+
+    own = perturbed.model.encoder
+    signals = [load_audio(clips[0])]
+    transcribe_signals(perturbed, signals, TranscribeOptions(dtype="bf16", engine="batched"))
+    copy = perturbed.encoders["bf16"][1]
+    transcribe_signals(perturbed, signals, TranscribeOptions(dtype="bf16", engine="nemo"))
+    assert perturbed.encoders["bf16"][1] is copy and copy is not own
+    assert perturbed.model.encoder is own
+
+
+@pytest.mark.parametrize("engine", ["batched", "nemo"])
+def test_int8_runs_quantized_linear_layers(tiny_nemo, clips, engine):
+    """Inside the encoder the Linear layers that run are dynamically quantized, with int8 weights;
+    at fp32 they are the model's own float layers."""
+    import torch
+
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
+    from common.model.loading import load_model
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+    seen = set()
+
+    def record(module, args, output):
+        weight = module.weight() if callable(module.weight) else module.weight  # quantized: a method
+        seen.add(("quantized" in type(module).__module__, weight.dtype))
+
+    def watch(encoder):
+        return [module.register_forward_hook(record) for module in encoder.modules()
+                if type(module).__name__ == "Linear"]
+
+    signals = [load_audio(clip) for clip in clips[:2]]
+    handles = watch(loaded.model.encoder)
+    transcribe_signals(loaded, signals, TranscribeOptions(dtype="fp32", engine=engine, batch_size=2))
+    assert seen == {(False, torch.float32)}
+    seen.clear()
+    transcribe_signals(loaded, signals[:1], TranscribeOptions(dtype="int8", engine=engine))  # builds the copy
+    handles += watch(loaded.encoders["int8"][1])
+    seen.clear()
+    texts = transcribe_signals(loaded, signals, TranscribeOptions(dtype="int8", engine=engine, batch_size=2))
+    assert seen == {(True, torch.qint8)}, seen
+    assert all(t.text for t in texts)
+    for handle in handles:
+        handle.remove()
+
+
+def test_int8_is_refused_off_the_cpu():
+    from common.engine.precision import check_dtype_for_device
+
+    check_dtype_for_device("int8", "cpu")
+    for device in ("npu:0", "cuda"):
+        with pytest.raises(SetupError, match="int8: CPU only"):
+            check_dtype_for_device("int8", device)
+
+
+def test_slow_cpu_precisions_are_named(monkeypatch):
+    from common.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_vnni"})
+    assert "no native bf16" in precision.cpu_precision_warning("bf16")
+    assert precision.cpu_precision_warning("int8") is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "avx2"})
+    assert precision.cpu_precision_warning("bf16") is None
+    assert "no VNNI" in precision.cpu_precision_warning("int8")
+    assert precision.cpu_precision_warning("fp32") is None
+
+
+def test_int8_long_audio_builds_its_own_copy(tiny_nemo, clips):
+    """A long file runs its int8 copy with local attention; the next short file gets a copy with
+    the model's own attention again."""
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
+    from common.model.loading import load_model
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+    long = np.concatenate([load_audio(c) for c in clips])
+    options = TranscribeOptions(dtype="int8", engine="batched", long_audio_seconds=len(long) / 16000 - 1)
+    long_result, short_result = transcribe_signals(loaded, [long, load_audio(clips[0])], options)
+    assert long_result.attention and not short_result.attention
+    attention_names = {type(m).__name__ for m in loaded.encoders["int8"][1].modules()}
+    assert "RelPositionMultiHeadAttentionLongformer" not in attention_names
+    assert "RelPositionMultiHeadAttention" in attention_names
