@@ -87,7 +87,8 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     from common.model.loading import describe
 
     ranks = cli.world()
-    target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks)
+    target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks,
+                               threads=args.threads)
     reference = cli.select_device(args.reference, announce=False)
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")

@@ -46,7 +46,11 @@ def build_parser():
     parser.add_argument("--batch-sizes", type=options.comma_list(options.integer(1)), default="1",
                         help="batch size sweep, e.g. 1,4,16")
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per configuration")
-    parser.add_argument("--runs", type=options.integer(1), default=5, help="timed runs per configuration")
+    parser.add_argument("--runs", type=options.integer(1), default=5,
+                        help="timed runs per configuration: the work, nothing else inside")
+    parser.add_argument("--stage-runs", type=options.integer(0), default=1,
+                        help="separate runs per configuration, every stage synchronized at both ends, for "
+                             "the features/encoder/decoding breakdown (0: none)")
     parser.add_argument("--no-engine-check", action="store_true",
                         help="skip running the other engine once to compare transcripts")
     parser.add_argument("--baseline-throughput", type=options.positive, default=None, metavar="AUDIO_S_PER_S",
@@ -95,14 +99,14 @@ def run_benchmark(args, import_seconds: float) -> dict:
     inputs = load_signals(cli.input_paths(args), cli.input_options(args))
     for error in inputs.errors:
         cli.say(f"error: {error}")
-    choices = [cli.select_device(spec, announce=not args.json, dtype=args.dtype)
+    choices = [cli.select_device(spec, announce=not args.json, dtype=args.dtype, ranks=ranks, threads=args.threads)
                for spec in (args.devices or [args.device])]
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     # with the decoder elsewhere the nemo engine cannot run, so there is no second engine to compare
-    options = PerfOptions(warmup=args.warmup, runs=args.runs,
+    options = PerfOptions(warmup=args.warmup, runs=args.runs, stage_runs=args.stage_runs,
                           check_engines=not args.no_engine_check and decoder_device is None,
                           long_audio_seconds=args.long_audio_seconds)
     progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
@@ -132,10 +136,11 @@ def run_ranked_benchmark(args, import_seconds: float, source, ranks):
 
     if args.devices:
         raise SetupError("--devices: under torchrun every rank benchmarks its own card; give --device")
-    choice = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks)
+    choice = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks,
+                               threads=args.threads)
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
-    options = PerfOptions(warmup=args.warmup, runs=args.runs,
+    options = PerfOptions(warmup=args.warmup, runs=args.runs, stage_runs=args.stage_runs,
                           check_engines=not args.no_engine_check and decoder_device is None,
                           long_audio_seconds=args.long_audio_seconds)
     pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)

@@ -72,7 +72,7 @@ def full_run(args, model_spec: str) -> int:
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
                            quiet=not args.debug, debug=args.debug, loader=args.loader, report_dir=args.report_dir,
                            resume=args.resume, long_audio_seconds=args.long_audio_seconds,
-                           inputs=cli.input_options(args))
+                           inputs=cli.input_options(args), threads=args.threads)
     os.makedirs(args.report_dir, exist_ok=True)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")

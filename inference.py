@@ -73,7 +73,8 @@ def transcribe_command(args) -> int:
     source = resolve_model_source(args.model or default_model_spec())
     quiet_stderr = output_format in ("json", "jsonl")
     ranks = cli.world()
-    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype, ranks=ranks)
+    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype, ranks=ranks,
+                               threads=args.threads)
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     batched = args.engine == "batched"
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),

@@ -126,6 +126,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "
     parser.add_argument("--device", type=device_spec, default=device_default,
                         help="auto | cpu | npu[:N] | cuda[:N]; auto = npu if torch_npu loads and sees a "
                              "device, else cuda, else cpu")
+    parser.add_argument("--threads", type=options.integer(1), default=None,
+                        help="CPU threads for torch (default: one per physical core; under torchrun the "
+                             "cores split among this host's ranks)")
     parser.add_argument("--loader", type=options.choice(LOADERS), choices=LOADERS, default="fast",
                         help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
 
@@ -306,12 +309,17 @@ def world():
     return world_from_env()
 
 
-def select_device(spec: str, announce: bool = True, dtype: str | list | None = None, ranks=None):
+def select_device(spec: str, announce: bool = True, dtype: str | list | None = None, ranks=None,
+                  threads: int | None = None):
     """Resolve --device and say once which device was chosen and why. With `dtype`, a precision
     that device cannot run (fp16 on a CPU that `auto` chose) is a SetupError here, before any load.
-    Under torchrun (`ranks`, a World of several) the rank takes the card of its LOCAL_RANK."""
+    Under torchrun (`ranks`, a World of several) the rank takes the card of its LOCAL_RANK. Given
+    `ranks` (the script's main device), sets torch's CPU threads: `threads` (--threads), else the
+    physical cores, or this rank's share of them."""
     from .device.accelerators import DeviceChoice, resolve_device
+    from .device.threads import use_threads
     from .engine.precision import check_dtype_for_device, cpu_precision_warning
+    from .ranks.world import rank_threads
 
     choice = resolve_device(spec)
     if ranks is not None and ranks.ranked:
@@ -328,8 +336,11 @@ def select_device(spec: str, announce: bool = True, dtype: str | list | None = N
         say(f"warning: {choice.warning}")
     for name in _as_list(dtype):
         check_dtype_for_device(name, choice.device)
+    # The script's own device (the one called with `ranks`) sets the threads; a reference or
+    # decoder device chosen after it leaves them.
+    used = None if ranks is None else use_threads(rank_threads(ranks, requested=threads) if ranks.ranked else threads)
     if announce:
-        say(f"device: {choice.device} ({choice.reason})")
+        say(f"device: {choice.device} ({choice.reason})" + (f"; {used} CPU thread(s)" if used else ""))
         for name in _as_list(dtype):
             slow = cpu_precision_warning(name) if choice.device == "cpu" else None
             if slow:

@@ -28,7 +28,7 @@ SCRIPTS = {
     "check_accuracy_run_perf": (check_accuracy_run_perf, "check_command"),
 }
 FP16_ON_CPU = ("error: --dtype fp16: not supported on the CPU (fp16 LSTM/conv kernels are missing there); "
-               "use bf16 or fp32")
+               "use bf16, int8 or fp32")
 
 # (script, arguments before the audio path, what the one stderr line must contain)
 BAD_OPTIONS = [
@@ -39,7 +39,9 @@ BAD_OPTIONS = [
     ("inference", ["--long-audio-seconds=-5"], "--long-audio-seconds -5: must be greater than 0"),
     ("inference", ["--long-audio-seconds", "inf"], "--long-audio-seconds inf: must be a finite number"),
     ("inference", ["--engine", "direkt"], "--engine 'direkt': not one of nemo, batched"),
-    ("inference", ["--dtype", "fp8"], "--dtype 'fp8': not one of fp32, bf16, fp16"),
+    ("inference", ["--dtype", "fp8"], "--dtype 'fp8': not one of fp32, bf16, fp16, int8"),
+    ("accuracy_run", ["--device", "npu:0", "--dtype", "int8"], "--dtype int8: CPU only"),
+    ("inference", ["--threads", "0"], "--threads"),
     ("inference", ["--device", "gpu"], "--device 'gpu': not one of"),
     ("inference", ["--decoder-device", "cpu:1"], "--decoder-device 'cpu:1': 'cpu' takes no index"),
     ("inference", ["--timestamps", "words"], "--timestamps 'words': not one of"),
@@ -63,7 +65,7 @@ BAD_OPTIONS = [
     ("accuracy_run_perf", ["--engine", ""], "--engine '': must not be empty"),
     ("accuracy_run_perf", ["--engine", "nemo,"], "--engine 'nemo,': has an empty item"),
     ("accuracy_run_perf", ["--dtype", "fp32,,bf16"], "--dtype 'fp32,,bf16': has an empty item"),
-    ("accuracy_run_perf", ["--dtype", "fp32,fp64"], "--dtype 'fp64': not one of fp32, bf16, fp16"),
+    ("accuracy_run_perf", ["--dtype", "fp32,fp64"], "--dtype 'fp64': not one of fp32, bf16, fp16, int8"),
     ("accuracy_run_perf", ["--engine", "nemo,fast"], "--engine 'fast': not one of nemo, batched"),
     ("accuracy_run_perf", ["--devices", " , "], "--devices ' , ': must not be empty"),
     ("accuracy_run_perf", ["--devices", "cpu,tpu"], "--devices 'tpu': not one of"),

@@ -1,9 +1,10 @@
 """The batched engine: preprocessor -> encoder -> TDT decoding on in-memory tensors, each stage
-timed with the device synchronized. It does what NeMo's transcribe() does per batch, without
+timed (when asked) with the device synchronized. It does what NeMo's transcribe() does per batch, without
 its dataloader, so the same padded batch gives the same hypotheses."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Optional
 
@@ -29,27 +30,30 @@ def pad_batch(signals: list[np.ndarray]):
 def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp32",
                  stages: Optional[dict] = None, decoder_device: Optional[str] = None,
                  counts: Optional[dict] = None) -> list:
-    """Hypotheses for one batch; adds per-stage seconds to `stages` when given. With a
+    """Hypotheses for one batch; adds per-stage seconds to `stages` when given (each stage then
+    synchronizes the device at its ends: without `stages` nothing waits inside the batch). With a
     `decoder_device` other than `device`, the encoder output crosses to it once and the TDT
     decoder and joint (already placed there) decode on it."""
     import torch
 
-    stages = {} if stages is None else stages
+    def probe(stage_device: str, stage: str):
+        return contextlib.nullcontext() if stages is None else timed(stage_device, stages, stage, counts)
+
     if model.encoder.training or model.decoder.training:
         model.eval()  # never decode with dropout on, whoever left the model in training mode
     batch, lengths = pad_batch(signals)
     with torch.inference_mode():
-        with timed(device, stages, "features", counts):
+        with probe(device, "features"):
             audio, audio_lengths = batch.to(device), lengths.to(device)
             features, feature_lengths = model.preprocessor(input_signal=audio, length=audio_lengths)
         with autocast(device, dtype):
-            with timed(device, stages, "encoder", counts):
+            with probe(device, "encoder"):
                 encoded, encoded_lengths = model.encoder(audio_signal=features, length=feature_lengths)
         if decoder_device and decoder_device != device:
-            with timed(device, stages, "transfer", counts):
+            with probe(device, "transfer"):
                 encoded, encoded_lengths = encoded.to(decoder_device), encoded_lengths.to(decoder_device)
         with autocast(decoder_device or device, dtype):
-            with timed(decoder_device or device, stages, "decoding", counts):
+            with probe(decoder_device or device, "decoding"):
                 hypotheses = model.decoding.rnnt_decoder_predictions_tensor(
                     encoder_output=encoded, encoded_lengths=encoded_lengths, return_hypotheses=True)
     if isinstance(hypotheses, tuple):  # NeMo 2.x returns (best, all)

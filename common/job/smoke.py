@@ -9,7 +9,8 @@ from typing import Callable, Optional
 
 from ..checks.environment import checks_document, run_checks
 from ..device.accelerators import resolve_device
-from ..engine.precision import check_dtype_for_device
+from ..device.threads import use_threads
+from ..engine.precision import check_dtype_for_device, cpu_precision_warning
 from ..engine.transcriber import LONG_AUDIO_SECONDS
 from ..files import write_json_atomic
 from ..inputs.sources import InputOptions, collect_inputs
@@ -39,6 +40,7 @@ class SmokeOptions:
     resume: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the one long-audio rule, in every stage
     inputs: InputOptions = InputOptions()  # layout, columns, --limit
+    threads: Optional[int] = None  # CPU threads; None: one per physical core
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -54,7 +56,11 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     check_dtype_for_device(options.dtype, target.device)
     if target.warning:
         say(f"warning: {target.warning}")
-    say(f"device: {target.device} ({target.reason})")
+    threads = use_threads(options.threads)
+    say(f"device: {target.device} ({target.reason}); {threads} CPU thread(s)")
+    slow = cpu_precision_warning(options.dtype) if target.device == "cpu" else None
+    if slow:
+        say(f"warning: {slow}")
     reference = resolve_device(REFERENCE_DEVICE)
     source = resolve_model_source(options.model)
     pool = ModelPool(timestamps=True, quiet=options.quiet, loader=options.loader)

@@ -4,7 +4,8 @@ torchrun (`python -m torch.distributed.run`, torch's own launcher) starts one pr
 and sets LOCAL_RANK, RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT. Without them this is
 a world of one and nothing here initialises torch.distributed. With them, each rank:
 - takes `npu:LOCAL_RANK` / `cuda:LOCAL_RANK` (or the CPU, for tests);
-- sets its CPU threads to its share of the host's cores, so N ranks do not oversubscribe it;
+- runs with its share of the host's cores as CPU threads (set by cli.select_device through
+  `rank_threads`), so N ranks do not oversubscribe it;
 - initialises the process group with the device's backend (hccl, nccl; gloo for the CPU and for
   the test-only emulated npu, which has no hccl) and uses it only to meet at the start and to
   gather small summaries at the end.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..device.accelerators import set_current_device
+from ..device.threads import default_threads
 from ..errors import SetupError
 
 # How long a rank waits for the others in a collective (the end gather waits for the slowest
@@ -91,17 +93,12 @@ def device_for_rank(device: str, world: World) -> str:
     return kind if kind == "cpu" else f"{kind}:{world.local_rank}"
 
 
-def host_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def rank_threads(world: World, env=None) -> int:
-    """CPU threads for one rank: $PARAKEET_RANK_THREADS, else the host's cores split evenly
-    among the ranks on this host (at least 1)."""
+def rank_threads(world: World, env=None, requested: Optional[int] = None) -> int:
+    """CPU threads for one rank: --threads (`requested`), else $PARAKEET_RANK_THREADS, else the
+    host's physical cores split evenly among the ranks on this host (at least 1)."""
     env = os.environ if env is None else env
+    if requested:
+        return requested
     if env.get(THREADS_ENV):
         try:
             threads = int(env[THREADS_ENV])
@@ -110,7 +107,7 @@ def rank_threads(world: World, env=None) -> int:
         if threads < 1:
             raise SetupError(f"{THREADS_ENV}={env[THREADS_ENV]!r}: must be an integer of at least 1")
         return threads
-    return max(1, host_cores() // max(1, world.local_size))
+    return default_threads(world.local_size)
 
 
 def shard_by_duration(indices: list[int], durations: list[float], size: int) -> list[list[int]]:
@@ -161,8 +158,7 @@ class Coordinator:
         import torch
         import torch.distributed as dist
 
-        self.threads = rank_threads(world)
-        torch.set_num_threads(self.threads)
+        self.threads = torch.get_num_threads()  # set by cli.select_device (rank_threads)
         self.backend = backend_for(device)
         if not dist.is_available():
             raise SetupError("torchrun: this torch has no torch.distributed")

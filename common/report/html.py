@@ -286,7 +286,7 @@ def _meta(document: dict) -> list[str]:
     lines = [f"model: {model.get('spec', '-')}" + (f" ({model['note']})" if model.get("note") else "")]
     if env:
         lines.append(f"torch {env.get('torch')}, torch_npu {env.get('torch_npu') or '-'}, NeMo {env.get('nemo_toolkit')}; "
-                     f"CPU {env.get('cpu')} ({env.get('cpu_count')} cores)")
+                     f"CPU {env.get('cpu')} ({env.get('cpu_count')} cores, {env.get('torch_threads', '-')} torch threads)")
         if env.get("command_line"):
             lines.append(f"command: {env['command_line']}")
     return lines

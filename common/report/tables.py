@@ -87,6 +87,7 @@ def perf_rows(document: dict) -> list[dict]:
             "decoding_s": stages.get("decoding"), "other_s": stages.get("other"),
             "peak_memory_bytes": r["memory"]["peak"], "memory_kind": r["memory"]["kind"],
             "engines_identical": r.get("engine_check", {}).get("identical"),
+            "threads": document["environment"]["torch_threads"],
         })
     return rows
 
@@ -110,7 +111,10 @@ def perf_table(document: dict) -> str:
                                                        if document["model"].get("note") else ""),
              f"inputs: {len(document['inputs'])} file(s), "
              f"{sum(i['duration'] for i in document['inputs']):.2f} s of audio; "
-             f"{document['options']['warmup']} warm-up + {document['options']['runs']} timed runs per row", ""]
+             f"{document['options']['warmup']} warm-up + {document['options']['runs']} timed runs per row "
+             f"(stage columns: {document['options'].get('stage_runs', 0)} separate stage run(s), each stage "
+             f"synchronized); {document['environment']['torch_threads']} CPU thread(s), "
+             f"{document['environment']['cpu']}", ""]
     cold = [[dev, _fmt(c["import_seconds"]), _fmt(c["load_seconds"]), _fmt(c["to_device_seconds"]),
              _fmt(c.get("first_call_seconds"))] for dev, c in document["cold_start"].items()]
     lines += ["cold start (s):", tabulate(cold, headers=["device", "import", "load", "to device", "first call"],
@@ -165,7 +169,7 @@ def smoke_markdown(document: dict) -> str:
         lines += [f"Model: {accuracy['model']['spec']}" + (f" ({accuracy['model']['note']})"
                                                            if accuracy["model"].get("note") else ""),
                   f"Software: torch {env['torch']}, torch_npu {env['torch_npu'] or '-'}, NeMo {env['nemo_toolkit']}; "
-                  f"CPU: {env['cpu']} ({env['cpu_count']} cores)", ""]
+                  f"CPU: {env['cpu']} ({env['cpu_count']} cores, {env.get('torch_threads', '-')} torch threads)", ""]
     lines += ["| Stage | Result |", "|---|---|",
               f"| Environment checks | {_verdict(stages['checks'])}: {counts['PASS']} pass, {counts['WARN']} warn, "
               f"{counts['FAIL']} fail |"]
