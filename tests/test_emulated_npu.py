@@ -160,3 +160,4 @@ def test_strict_mode_catches_a_misplaced_tensor():
     assert proc.returncode != 0
     assert proc.stdout.strip() == "6.0", "0-dim CPU scalars are allowed, as on real devices"
     assert "Expected all tensors to be on the same device" in proc.stderr and "npu:0 and cpu" in proc.stderr
+

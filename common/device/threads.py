@@ -4,6 +4,7 @@ contention), split evenly among the ranks torchrun started on this host."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -41,3 +42,19 @@ def use_threads(requested: Optional[int], local_ranks: int = 1) -> int:
     threads = requested or default_threads(local_ranks)
     torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int):
+    """torch's intra-op threads set to `threads` inside the block, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

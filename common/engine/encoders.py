@@ -13,11 +13,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 # The layers whose weights autocast runs in low precision (torch's autocast op lists: linear,
 # conv1d/conv2d): casting exactly these once changes no result.
 _LOW_PRECISION_LAYERS = ("Linear", "Conv1d", "Conv2d")
+# Where those lists are torch's own. On an npu autocast casts what torch_npu registers, which
+# cannot be checked without the hardware, so there the weights stay fp32 and autocast casts them.
+CAST_ONCE_DEVICES = ("cpu", "cuda")
 
 
 @contextlib.contextmanager
@@ -25,7 +29,7 @@ def encoder_at(loaded, dtype: str, attention: Optional[str] = None):
     """Inside the block `loaded.model.encoder` is the encoder for `dtype`; the model's own after.
     `attention` names the attention the encoder has now (long audio changes it), so a copy built
     for the other attention is not reused."""
-    if dtype == "fp32":
+    if dtype == "fp32" or (dtype in ("bf16", "fp16") and loaded.device.split(":")[0] not in CAST_ONCE_DEVICES):
         yield
         return
     model = loaded.model
@@ -65,15 +69,29 @@ def build_encoder(encoder, dtype: str):
 
 
 def _quantized(encoder):
+    """Each Linear layer replaced by its dynamically quantized form (what torch's
+    quantize_dynamic does, with per-channel weights), the layers converted on as many threads as
+    torch uses: quantizing and packing 600M weights is otherwise seconds of one core."""
     import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
     structure = copy.deepcopy(encoder, memo).eval()  # new modules, the model's tensors
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic
-        # int8 kernels faster than these on x86 (fbgemm, VNNI).
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(structure, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                                inplace=True)
+    targets = [(parent, name, child) for parent in structure.modules()
+               for name, child in parent.named_children() if type(child) is torch.nn.Linear]
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        converted = list(pool.map(_quantized_linear, [child for _, _, child in targets]))
+    for (parent, name, _), layer in zip(targets, converted):
+        setattr(parent, name, layer)
+    return structure
 
+
+def _quantized_linear(linear):
+    import torch.ao.nn.quantized.dynamic as quantized
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    linear.qconfig = per_channel_dynamic_qconfig
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic int8
+        # kernels faster than these on x86 (fbgemm, VNNI).
+        warnings.simplefilter("ignore")
+        return quantized.Linear.from_float(linear)
