@@ -308,7 +308,7 @@ def load_toolkit(spec: str, dtype: str) -> Contender:
                      notes={"call": f"common.api.load_model(model, device='cpu', dtype={dtype!r}).transcribe()"})
 
 
-def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict) -> Contender:
+def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict, arena: bool = False) -> Contender:
     import onnx_asr
     import onnxruntime
 
@@ -317,6 +317,9 @@ def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict) -> Conten
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # ONNX Runtime's CPU arena keeps each session's peak: at the full size, four peer sessions
+    # holding a 16-clip batch's peak beside the toolkit went past 24 GiB (killed for memory).
+    options.enable_cpu_mem_arena = arena
     start = time.perf_counter()
     model = onnx_asr.load_model("nemo-conformer-tdt", path=str(folder), quantization=None if dtype == "fp32" else dtype,
                                 sess_options=options, providers=["CPUExecutionProvider"])
@@ -324,7 +327,8 @@ def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict) -> Conten
     return Contender(f"onnx-asr {dtype}", "onnx-asr", dtype,
                      clip=lambda signal: model.recognize(signal, sample_rate=SAMPLE_RATE),
                      set=lambda signals: list(model.recognize(signals, sample_rate=SAMPLE_RATE)), load_seconds=seconds,
-                     notes={"preprocessor": f"nemo{facts['n_mels']}", "intra_op_num_threads": threads})
+                     notes={"preprocessor": f"nemo{facts['n_mels']}", "intra_op_num_threads": threads,
+                            "enable_cpu_mem_arena": arena})
 
 
 def load_sherpa(folder: Path, dtype: str, threads: int, facts: dict) -> Contender:
@@ -525,6 +529,9 @@ def main(argv=None) -> int:
                         help="comma list (default: every dtype of common.engine.precision.DTYPES the CPU runs)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma list (default: %(default)s)")
     parser.add_argument("--peer-dtypes", default=",".join(PEER_DTYPES), help="comma list (default: %(default)s)")
+    parser.add_argument("--onnx-asr-arena", action="store_true",
+                        help="keep ONNX Runtime's CPU memory arena on for onnx-asr (its default; off here by "
+                             "default: with it, the full-size set ran out of 24 GiB)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=5, help="timed rounds (default: %(default)s)")
     parser.add_argument("--export-dir", default=None,
@@ -582,7 +589,8 @@ def main(argv=None) -> int:
                 skipped.append({"contender": f"{peer} {dtype}", "reason": f"{module} does not import: {error}"})
                 continue
             try:
-                contenders.append(loader(Path(exports["folder"]) / peer, dtype, threads, exports["facts"]))
+                extra = {"arena": args.onnx_asr_arena} if peer == "onnx-asr" else {}
+                contenders.append(loader(Path(exports["folder"]) / peer, dtype, threads, exports["facts"], **extra))
             except Exception as error:
                 skipped.append({"contender": f"{peer} {dtype}", "reason": f"{type(error).__name__}: {error}"})
     for entry in skipped:
@@ -604,6 +612,7 @@ def main(argv=None) -> int:
     clip_results = interleaved(contenders, "clip", clip, args.warmup, args.runs)
     result["clip"] = {"path": args.clip, "audio_seconds": round(clip_seconds, 3),
                       "rows": workload_rows(contenders, clip_results, clip_seconds, reference)}
+    write_json_atomic(args.output, result)  # the clip's results survive a set that runs out of memory
     if clips:
         signals = [signal for _, signal in clips]
         set_seconds = sum(len(s) for s in signals) / SAMPLE_RATE
