@@ -51,6 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from common.device.threads import physical_cores  # noqa: E402
 from common.files import write_json_atomic  # noqa: E402
 
 EXPORT_VERSION = 1  # bump when the exported layout changes: older cached exports are then ignored
@@ -633,31 +634,6 @@ def main(argv=None) -> int:
     print(f"peers_bench: {threads} threads; results in {args.output}", file=sys.stderr)
     failed = [r["contender"] for part in ("clip", "set") for r in result.get(part, {}).get("rows", []) if "error" in r]
     return 1 if failed else 0
-
-
-def physical_cores() -> int:
-    """Physical cores (hyper-threads not counted), from /proc/cpuinfo where it says; else os.cpu_count()."""
-    try:
-        pairs = set()
-        physical = core = None
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    physical = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                elif not key and physical is not None and core is not None:
-                    pairs.add((physical, core))
-                    physical = core = None
-        if physical is not None and core is not None:
-            pairs.add((physical, core))
-        if pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
 
 
 def limit_blas_threads(threads: int) -> Optional[str]:
