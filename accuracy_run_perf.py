@@ -13,6 +13,7 @@ Examples:
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
   python accuracy_run_perf.py --audio sample.wav --engine nemo,batched --dtype fp32,bf16 --csv perf.csv
   python accuracy_run_perf.py --audio data/test --limit 32 --html perf.html
+  python accuracy_run_perf.py --audio clips/ --device npu:0 --engine batched --decode-graphs off,on --decoder-device same,cpu
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def build_parser():
     parser.add_argument("--engine", type=options.comma_list(cli.engine_name), default="nemo",
                         help="nemo: model.transcribe() as the original adaptation; batched: preprocessor, "
                              "encoder and decoding on tensors (comma list)")
-    parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
-                        help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on the "
-                             "device; batched engine only (default: same device)")
+    parser.add_argument("--decoder-device", type=options.comma_list(cli.decoder_device_spec), default=None,
+                        metavar="DEVICE", help="run the TDT decoder and joint here (e.g. cpu) while the encoder "
+                        "runs on the device; batched engine only (default: same device). A comma list sweeps "
+                        "placements side by side, 'same' being the device itself: same,cpu")
+    parser.add_argument("--decode-graphs", type=options.comma_list(options.choice(cli.GRAPH_MODES)), default="off",
+                        help=cli.GRAPHS_HELP + ". A comma list sweeps them side by side: off,on")
     cli.add_long_audio_argument(parser)
     parser.add_argument("--batch-sizes", type=options.comma_list(options.integer(1)), default="1",
                         help="batch size sweep, e.g. 1,4,16")
@@ -103,8 +107,13 @@ def run_benchmark(args, import_seconds: float) -> dict:
                for spec in (args.devices or [args.device])]
     if source.note and not args.json:
         cli.say(f"model: {describe(source)}")
-    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
-    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
+    placements = args.decoder_device or []
+    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes),
+                      decode_graphs=tuple(args.decode_graphs),
+                      decoder_devices=tuple(_placement(p) for p in placements) if len(placements) > 1 else (None,))
+    # one placement elsewhere: the model is loaded that way, as before the sweep existed
+    one = _placement(placements[0]) if len(placements) == 1 else None
+    decoder_device = one if one not in (None, "same") else None
     # with the decoder elsewhere the nemo engine cannot run, so there is no second engine to compare
     options = PerfOptions(warmup=args.warmup, runs=args.runs, stage_runs=args.stage_runs,
                           check_engines=not args.no_engine_check and decoder_device is None,
@@ -112,6 +121,11 @@ def run_benchmark(args, import_seconds: float) -> dict:
     progress = None if args.json else (lambda config: cli.say(f"measuring {config.label} ..."))
     pool = ModelPool(timestamps=False, quiet=not args.debug, loader=args.loader, decoder_device=decoder_device)
     return run_perf(choices, source, pool, inputs, sweep, options, import_seconds, args.command_line, progress)
+
+
+def _placement(spec: str) -> str:
+    """A --decoder-device entry: 'same', or the device it resolves to."""
+    return spec if spec == "same" else cli.select_device(spec, announce=False).device
 
 
 def ranks_lines(document: dict) -> str:
@@ -138,8 +152,12 @@ def run_ranked_benchmark(args, import_seconds: float, source, ranks):
         raise SetupError("--devices: under torchrun every rank benchmarks its own card; give --device")
     choice = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks,
                                threads=args.threads)
-    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes))
-    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
+    if args.decoder_device and len(args.decoder_device) > 1:
+        raise SetupError("--decoder-device: under torchrun give one placement, not a list")
+    sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes),
+                      decode_graphs=tuple(args.decode_graphs))
+    placement = _placement(args.decoder_device[0]) if args.decoder_device else "same"
+    decoder_device = None if placement == "same" else placement
     options = PerfOptions(warmup=args.warmup, runs=args.runs, stage_runs=args.stage_runs,
                           check_engines=not args.no_engine_check and decoder_device is None,
                           long_audio_seconds=args.long_audio_seconds)

@@ -39,6 +39,7 @@ def build_parser():
     parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
                              "batched engine only (default: same as --device)")
+    cli.add_decode_graphs_argument(parser)
     cli.add_long_audio_argument(parser)
     parser.add_argument("--timestamps", type=options.choice(TIMESTAMP_CHOICES), choices=TIMESTAMP_CHOICES,
                         default="none",
@@ -80,7 +81,8 @@ def transcribe_command(args) -> int:
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
                                 dtype=args.dtype, engine=args.engine,
                                 batch_seconds=args.batch_seconds if batched else None,
-                                long_audio_seconds=args.long_audio_seconds, debug=args.debug)
+                                long_audio_seconds=args.long_audio_seconds, decode_graphs=args.decode_graphs,
+                                debug=args.debug)
     settings = JobSettings(options, args.loader, decoder_device, quiet=not args.debug,
                            progress=cli.show_progress(quiet_stderr) and len(items) > 1)
     job = InferenceJob(source, items, device, settings, say=cli.say)

@@ -26,6 +26,11 @@ ENGINES = ("nemo", "batched")
 ENGINE_ALIASES = {"direct": "batched"}
 # common/engine/transcriber.LONG_AUDIO_SECONDS, repeated here for parse time (a test keeps them equal).
 LONG_AUDIO_SECONDS = 600.0
+# common/device/graphs.GRAPH_MODES, repeated here for parse time (a test keeps them equal).
+GRAPH_MODES = ("off", "on", "auto")
+GRAPHS_HELP = ("TDT decoding on an npu from device graphs (torch.npu.graph): its step functions captured once "
+               "per batch size and length bucket, then replayed; on = always (eager with one warning if a "
+               "capture fails), auto = on where torch.npu.graph exists, off = eager. CPU and CUDA are unchanged")
 # common/inputs/items.LAYOUTS, repeated here for parse time (a test keeps them equal).
 LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
@@ -88,6 +93,11 @@ def device_spec(text: str) -> str:
     return text
 
 
+def decoder_device_spec(text: str) -> str:
+    """A --decoder-device entry of accuracy_run_perf.py: a device, or 'same' (the device itself)."""
+    return text if text == "same" else device_spec(text)
+
+
 def engine_name(text: str) -> str:
     if text in ENGINE_ALIASES:
         warn_deprecated(f"--engine {text}", f"--engine {ENGINE_ALIASES[text]}")
@@ -138,6 +148,11 @@ def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
 
     # type= says a bad value in our words; choices= still lists them in --help.
     parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
+
+
+def add_decode_graphs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decode-graphs", type=options.choice(GRAPH_MODES), choices=GRAPH_MODES, default="off",
+                        help=GRAPHS_HELP)
 
 
 def add_long_audio_argument(parser: argparse.ArgumentParser) -> None:
@@ -250,7 +265,9 @@ def check_dtype_on_named_devices(args) -> None:
 
 
 def check_decoder_device(args) -> None:
-    if getattr(args, "decoder_device", None) and "nemo" in _as_list(args.engine):
+    elsewhere = [d for d in _as_list(getattr(args, "decoder_device", None)) if d != "same"]
+    # a sweep (several placements) runs the nemo engine where the decoder stays with the encoder only
+    if elsewhere and len(_as_list(args.decoder_device)) == 1 and "nemo" in _as_list(args.engine):
         raise SetupError("--decoder-device: needs --engine batched (NeMo's transcribe() keeps the decoder "
                          "with the encoder)")
 

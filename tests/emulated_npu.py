@@ -8,8 +8,15 @@ data-dependent shapes) and host-to-device copies. In strict mode, an op that mix
 CPU tensors raises, as a real accelerator does (0-dim CPU scalars and CPU index tensors are
 allowed, as on CUDA).
 
+It also has graphs (`torch.npu.NPUGraph`, `torch.npu.graph`), strictly: a capture records
+every device op with the tensors it read and wrote, and raises on what a real capture cannot
+hold (a host synchronization, a host-device copy, a host tensor fed to a device op, a
+data-dependent shape); a replay re-runs the recorded ops on the recorded tensors, whatever the
+Python code would do now, and counts as one launch.
+
 What it proves: device placement, dispatch through NeMo's non-CUDA code paths, host-sync
-counts. What it cannot: kernels, precision, speed, or the operator fallbacks of real CANN.
+counts, that code is capturable. What it cannot: kernels, precision, speed, or the operator
+fallbacks of real CANN.
 
 Run a script under it (installing is process-wide, so use a subprocess):
     python -m tests.emulated_npu inference.py --device npu:0 --audio clip.wav
@@ -172,21 +179,34 @@ class Counters:
     syncs: int = 0
     h2d: int = 0
     d2h: int = 0
+    graph_replays: int = 0  # each also counts as one op: a replay is one launch
+    graph_captures: int = 0
     by_op: Counter = field(default_factory=Counter)
     sync_ops: Counter = field(default_factory=Counter)
 
     def snapshot(self) -> dict:
-        return {"ops": self.ops, "host_syncs": self.syncs, "h2d_copies": self.h2d, "d2h_copies": self.d2h}
+        return {"ops": self.ops, "host_syncs": self.syncs, "h2d_copies": self.h2d, "d2h_copies": self.d2h,
+                "graph_replays": self.graph_replays, "graph_captures": self.graph_captures}
 
     def sync(self, reason: str) -> None:
+        _refuse_in_capture(f"a host synchronization ({reason})")
         self.syncs += 1
         self.sync_ops[reason] += 1
+
+    def op(self, name: str) -> None:
+        """One op dispatched; inside a capture it is recorded, not launched."""
+        if _CAPTURE["graph"] is None:
+            self.ops += 1
+            self.by_op[name] += 1
 
 
 COUNTERS = Counters()
 _SETTINGS = {"strict": True}
 
 # Ops whose result shape depends on the data: the host must wait for the device.
+# Ops that read a device value on the host. Under inference_mode `item()` and `bool()` reach the
+# dispatcher as themselves instead of decomposing into _local_scalar_dense: count them all.
+HOST_READS = {"_local_scalar_dense", "item", "is_nonzero"}
 DATA_DEPENDENT = {"nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive",
                   "unique_dim", "repeat_interleave"}
 
@@ -216,7 +236,7 @@ class NpuTensor(torch.Tensor):
         return f"NpuTensor({self._payload!r}, device='{self.device}')"
 
     def tolist(self):
-        COUNTERS.sync("tolist")
+        COUNTERS.sync("tolist")  # raises inside a capture
         COUNTERS.d2h += 1
         return self._payload.tolist()
 
@@ -267,8 +287,7 @@ def _check_placement(name: str, args, kwargs) -> None:
 def _dispatch(func, args, kwargs):
     name = func._schema.name.split("::", 1)[1]
     overload = func._overloadpacket.__name__
-    COUNTERS.ops += 1
-    COUNTERS.by_op[name] += 1
+    COUNTERS.op(name)
     if name == "to":  # reaches here from TorchScript (torch 2.4): its positional dtype/device -> _to_copy
         return func.decompose(*args, **kwargs)
     if name == "_to_copy":
@@ -276,23 +295,31 @@ def _dispatch(func, args, kwargs):
     if name in ("copy_",):
         return _copy_(args, kwargs)
     if name == "_thnn_fused_lstm_cell":
-        return _lstm_cell(*map(_unwrap, args))
+        payloads = tuple(map(_unwrap, args))
+        result = _lstm_cell(*payloads)
+        _record(lambda: tuple(t._payload for t in _lstm_cell(*payloads)), result)
+        return result
     if name == "_has_compatible_shallow_copy_type":  # an aten op up to torch 2.6: same kind of tensor?
         return isinstance(args[0], NpuTensor) == isinstance(args[1], NpuTensor)
     if _SETTINGS["strict"]:
         _check_placement(name, args, kwargs)
-    if overload == "_local_scalar_dense":
+    if _CAPTURE["graph"] is not None:
+        _check_capturable(name, args, kwargs)
+    if overload in HOST_READS:
         COUNTERS.sync("item")
         COUNTERS.d2h += 1
     elif overload in DATA_DEPENDENT:
         COUNTERS.sync(overload)
-    result = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
-    return _rewrap(func, args, kwargs, result)
+    cpu_args, cpu_kwargs = tree_map(_unwrap, args), tree_map(_unwrap, kwargs)
+    result = func(*cpu_args, **cpu_kwargs)
+    result = _rewrap(func, args, kwargs, result)
+    _record(lambda: func(*cpu_args, **cpu_kwargs), result)
+    return result
 
 
 def _rewrap(func, args, kwargs, result):
     """Mutating ops return the very tensor they mutated; everything else is wrapped afresh."""
-    if func._overloadpacket.__name__ == "_local_scalar_dense":
+    if func._overloadpacket.__name__ in HOST_READS:
         return result
     returns = func._schema.returns
     if len(returns) == 1 and returns[0].alias_info is not None and returns[0].alias_info.is_write:
@@ -319,6 +346,8 @@ def _to_copy(func, args, kwargs):
     cpu_kwargs.pop("pin_memory", None)
     result = aten._to_copy.default(payload, **cpu_kwargs)
     to_npu = _is_npu_target(device) or (device is None and isinstance(source, NpuTensor))
+    if isinstance(source, NpuTensor) != to_npu:
+        _refuse_in_capture(f"a copy between host and device (aten::_to_copy to {device})")
     if isinstance(source, NpuTensor) and not to_npu:
         COUNTERS.sync("d2h copy")
         COUNTERS.d2h += 1
@@ -326,14 +355,20 @@ def _to_copy(func, args, kwargs):
     if not isinstance(source, NpuTensor) and to_npu:
         COUNTERS.h2d += 1
     if to_npu:
-        return NpuTensor(result, _index_of(device) if _is_npu_target(device) else source.device.index)
+        copied = NpuTensor(result, _index_of(device) if _is_npu_target(device) else source.device.index)
+        _record(lambda: aten._to_copy.default(payload, **cpu_kwargs), copied)
+        return copied
     return result
 
 
 def _copy_(args, kwargs):
     destination, source = args[0], args[1]
     non_blocking = kwargs.get("non_blocking", False) or (len(args) > 2 and args[2])
-    _unwrap(destination).copy_(_unwrap(source), non_blocking)
+    if isinstance(destination, NpuTensor) != isinstance(source, NpuTensor) and source.dim() > 0:
+        _refuse_in_capture("a copy between host and device (aten::copy_)")
+    into, out_of = _unwrap(destination), _unwrap(source)
+    into.copy_(out_of, non_blocking)
+    _record(lambda: into.copy_(out_of), destination)
     if isinstance(destination, NpuTensor) and not isinstance(source, NpuTensor):
         COUNTERS.h2d += 1
     elif not isinstance(destination, NpuTensor) and isinstance(source, NpuTensor):
@@ -354,6 +389,109 @@ def _lstm_cell(input_gates, hidden_gates, cx, input_bias=None, hidden_bias=None)
     cy = f * cx + i * g
     hy = o * cy.tanh()
     return NpuTensor(hy), NpuTensor(cy), NpuTensor(torch.cat([i, f, g, o], dim=1))
+
+
+# ------------------------------------------------------------------ graphs
+
+_CAPTURE: dict = {"graph": None}  # the NPUGraph being captured, if any
+
+
+class CaptureError(RuntimeError):
+    """What a real capture fails with: the operation cannot be part of a graph."""
+
+
+def _refuse_in_capture(what: str) -> None:
+    graph = _CAPTURE["graph"]
+    if graph is not None:
+        graph._abandon()
+        raise CaptureError(f"emulated npu: {what} inside a graph capture; a captured graph cannot hold it")
+
+
+def _check_capturable(name: str, args, kwargs) -> None:
+    """A host tensor (other than a 0-dim scalar, which a kernel takes by value) read by a device op
+    would need a host-to-device copy at capture time."""
+    for tensor in torch.utils._pytree.tree_leaves((args, kwargs)):
+        if isinstance(tensor, torch.Tensor) and not isinstance(tensor, NpuTensor) and tensor.dim() > 0:
+            _refuse_in_capture(f"a host tensor of shape {tuple(tensor.shape)} read by aten::{name}")
+
+
+def _record(compute, result) -> None:
+    """Inside a capture: keep `compute` (the op on the same payloads) and the tensors it produced,
+    so that a replay can redo it and write its outputs where the capture put them."""
+    graph = _CAPTURE["graph"]
+    if graph is not None:
+        graph._steps.append((compute, result))
+
+
+def _store(recorded, fresh) -> None:
+    """A replayed op's outputs into the tensors the capture produced (outputs that alias an input,
+    such as views and in-place results, are already there)."""
+    for old, new in zip(tree_leaves(recorded), tree_leaves(fresh)):
+        if not isinstance(old, NpuTensor) or not isinstance(new, torch.Tensor):
+            continue
+        if new.untyped_storage().data_ptr() == old._payload.untyped_storage().data_ptr():
+            continue
+        if new.shape != old._payload.shape:
+            raise CaptureError(f"emulated npu: a replayed op gave shape {tuple(new.shape)}, captured "
+                               f"{tuple(old._payload.shape)}: a data-dependent shape cannot be replayed")
+        old._payload.copy_(new)
+
+
+def tree_leaves(value):
+    return torch.utils._pytree.tree_leaves(value)
+
+
+class NPUGraph:
+    """torch.npu.NPUGraph: capture_begin/capture_end record the device ops, replay() re-runs them."""
+
+    def __init__(self):
+        self._steps: list | None = None
+
+    def capture_begin(self, pool=None, capture_error_mode: str = "global"):
+        if _CAPTURE["graph"] is not None:
+            raise CaptureError("emulated npu: a capture is already under way")
+        _memory_allocated()
+        self._steps = []
+        _CAPTURE["graph"] = self
+
+    def capture_end(self):
+        if _CAPTURE["graph"] is self:
+            _CAPTURE["graph"] = None
+            COUNTERS.graph_captures += 1
+
+    def _abandon(self):
+        _CAPTURE["graph"] = None
+        self._steps = None
+
+    def replay(self):
+        if self._steps is None:
+            raise CaptureError("emulated npu: replay() of a graph that was not captured")
+        COUNTERS.ops += 1
+        COUNTERS.graph_replays += 1
+        with torch.inference_mode():
+            for compute, result in self._steps:
+                _store(result, compute())
+
+    def reset(self):
+        self._steps = None
+
+    def pool(self):
+        return id(self)
+
+
+class graph:
+    """torch.npu.graph(npu_graph, pool=None, stream=None, capture_error_mode="global"): capture the block."""
+
+    def __init__(self, npu_graph: NPUGraph, pool=None, stream=None, capture_error_mode: str = "global"):
+        self.npu_graph = npu_graph
+
+    def __enter__(self):
+        self.npu_graph.capture_begin()
+        return self.npu_graph
+
+    def __exit__(self, *exc):
+        self.npu_graph.capture_end()
+        return False
 
 
 # ------------------------------------------------------------------ torch.npu
@@ -393,6 +531,7 @@ def _make_module() -> types.ModuleType:
         _DEVICES["current"] = index
 
     def synchronize(device=None):
+        _refuse_in_capture("torch.npu.synchronize() (a host synchronization)")
         _memory_allocated()
 
     def reset_peak_memory_stats(device=None):
@@ -419,6 +558,8 @@ def _make_module() -> types.ModuleType:
     module.set_autocast_enabled = lambda enabled: None
     module.set_autocast_dtype = lambda dtype: None
     module.counters = COUNTERS
+    module.NPUGraph = NPUGraph
+    module.graph = graph
     return module
 
 
@@ -433,21 +574,25 @@ def _register_kernels() -> None:
     impl = torch.library.Library("aten", "IMPL")
     _LIBRARIES.append(impl)
 
+    # Inside a capture an allocation comes from the graph's pool (as on CUDA and Ascend): the replay
+    # writes into the very tensor the capture made.
     def empty_memory_format(size, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
-        COUNTERS.ops += 1
+        COUNTERS.op("empty")
         return NpuTensor(torch.empty(size, dtype=dtype, layout=layout,
                                      memory_format=memory_format or torch.contiguous_format), _index_of(device))
 
     def empty_strided(size, stride, dtype=None, layout=None, device=None, pin_memory=None):
-        COUNTERS.ops += 1
+        COUNTERS.op("empty_strided")
         return NpuTensor(torch.empty_strided(size, stride, dtype=dtype, layout=layout), _index_of(device))
 
     def copy_from(source, destination, non_blocking=False):
         return _copy_((destination, source), {"non_blocking": non_blocking})
 
     def arange_start_step(start, end, step=1, dtype=None, layout=None, device=None, pin_memory=None):
-        COUNTERS.ops += 1
-        return NpuTensor(torch.arange(start, end, step, dtype=dtype), _index_of(device))
+        COUNTERS.op("arange")
+        result = NpuTensor(torch.arange(start, end, step, dtype=dtype), _index_of(device))
+        _record(lambda: torch.arange(start, end, step, dtype=dtype), result)
+        return result
 
     def arange_end(end, dtype=None, layout=None, device=None, pin_memory=None):
         return arange_start_step(0, end, 1, dtype)

@@ -105,8 +105,10 @@ def per_clip_token_durations(model) -> None:
         hyps = result[0]
         encoder_output = kwargs["encoder_output"] if "encoder_output" in kwargs else args[0]
         previous_state = kwargs.get("prev_batched_state", args[2] if len(args) > 2 else None)
+        # The graph path (graph_decoding.py) runs NeMo's graph steps, which keep each clip's own
+        # durations: nothing to fix there.
         if getattr(computer, "include_duration", True) and getattr(hyps, "token_durations", None) is not None \
-                and previous_state is None:
+                and previous_state is None and not getattr(hyps, "durations_per_clip", False):
             _recompute_durations(computer, encoder_output, hyps)
         return result
 

@@ -17,8 +17,9 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds
 from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
-from .batched import decode_batch, per_clip_token_durations
+from .batched import decode_batch, per_clip_token_durations, tdt_loop
 from .encoders import encoder_at
+from .graph_decoding import use_decode_graphs
 from .long_audio import long_audio_encoder
 from .precision import autocast, fp32_features
 from .records import FileRecord, Timestamp, Transcript
@@ -37,6 +38,7 @@ class TranscribeOptions:
     engine: str = "nemo"  # nemo: model.transcribe(); batched: preprocessor/encoder/decoding by hand
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # above this, alone and with local attention
+    decode_graphs: str = "off"  # off/on/auto: TDT decoding replayed from npu graphs (graph_decoding.py)
     debug: bool = False  # re-raise model failures instead of recording them per file
 
 
@@ -171,6 +173,7 @@ def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOpt
 def _run_engine(loaded: LoadedModel, signals: list, options: TranscribeOptions, stages: Optional[dict],
                 counts: Optional[dict]) -> list:
     model, device = loaded.model, loaded.device
+    use_decode_graphs(model, options.decode_graphs, tdt_loop(model))  # before the per-clip hook: under it
     per_clip_token_durations(model)
     if options.engine == "batched":
         return decode_batch(model, signals, device, options.dtype, stages, loaded.decoder_device, counts)

@@ -11,7 +11,8 @@ seconds are not the headline. Not timed: reading and resampling the files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import contextlib
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
@@ -32,10 +33,14 @@ class PerfConfig:
     dtype: str = "fp32"
     engine: str = "nemo"
     batch_size: int = 1
+    decode_graphs: str = "off"  # --decode-graphs for this configuration
+    decoder_device: Optional[str] = None  # where the TDT decoder and joint run; None: where the model put them
 
     @property
     def label(self) -> str:
-        return f"{self.device} {self.dtype} {self.engine} b{self.batch_size}"
+        extra = (f" graphs {self.decode_graphs}" if self.decode_graphs != "off" else "") + \
+            (f" decoder {self.decoder_device}" if self.decoder_device else "")
+        return f"{self.device} {self.dtype} {self.engine} b{self.batch_size}{extra}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,26 @@ class PerfSweep:
     dtypes: tuple = ("fp32",)
     engines: tuple = ("nemo",)
     batch_sizes: tuple = (1,)
+    decode_graphs: tuple = ("off",)
+    decoder_devices: tuple = (None,)  # None: where the model was loaded with them; "same": on the device
+
+    def configs(self, device: str) -> list:
+        """Every combination on `device`; decoder placements other than the device run the batched
+        engine only (NeMo's transcribe() keeps the decoder with the encoder), and graphs only
+        apply where the decoder runs on the npu."""
+        configs = []
+        for decoder in self.decoder_devices:
+            decoder = device if decoder == "same" else decoder
+            elsewhere = decoder is not None and decoder != device
+            for d in self.dtypes:
+                for e in self.engines:
+                    for b in self.batch_sizes:
+                        for g in self.decode_graphs:
+                            config = PerfConfig(device, d, e, b, g, decoder)
+                            if elsewhere and (e == "nemo" or g != "off"):
+                                continue
+                            configs.append(config)
+        return configs
 
 
 @dataclass
@@ -85,7 +110,8 @@ def pass_options(config: PerfConfig, options: PerfOptions) -> TranscribeOptions:
     """How a configuration transcribes: longest first, `batch_size` inputs per batch (no seconds
     budget), under the long-audio rule."""
     return TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine,
-                             batch_seconds=float("inf"), long_audio_seconds=options.long_audio_seconds)
+                             batch_seconds=float("inf"), long_audio_seconds=options.long_audio_seconds,
+                             decode_graphs=config.decode_graphs)
 
 
 def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], options: TranscribeOptions,
@@ -111,6 +137,41 @@ def stage_counts(counts: dict) -> Optional[dict]:
     return {**counts, "other": other, "total": total}
 
 
+def decoding_counts(counted: Optional[dict], batches: int, audio_seconds: float) -> Optional[dict]:
+    """Device launches (ops dispatched, a graph replay being one) and host syncs of the decoding
+    stage, per batch and per audio second: what graphs or a CPU decoder change. None without a
+    counting backend or a decoding stage of its own (the nemo engine decodes inside transcribe())."""
+    if not counted or "decoding" not in counted:
+        return None
+    stage = counted["decoding"]
+    totals = {"launches": stage.get("ops", 0), "host_syncs": stage.get("host_syncs", 0),
+              "graph_replays": stage.get("graph_replays", 0)}
+    return {**totals,
+            "per_batch": {k: round(v / batches, 2) for k, v in totals.items()},
+            "per_audio_second": {k: round(v / audio_seconds, 2) if audio_seconds else None for k, v in totals.items()}}
+
+
+@contextlib.contextmanager
+def decoder_placed(loaded: LoadedModel, decoder_device: Optional[str]):
+    """The loaded model with its TDT decoder and joint on `decoder_device` (None: where they are)
+    for the block; moved back after. Untimed: a configuration's set-up."""
+    target = decoder_device or loaded.decoder_device or loaded.device
+    current = loaded.decoder_device or loaded.device
+    if target == current:
+        yield loaded
+        return
+    model = loaded.model
+    model.decoder.to(target)
+    model.joint.to(target)
+    configure_decoding(model, target, timestamps=False)
+    try:
+        yield replace(loaded, decoder_device=None if target == loaded.device else target)
+    finally:
+        model.decoder.to(current)
+        model.joint.to(current)
+        configure_decoding(model, current, timestamps=False)
+
+
 def stage_breakdown(stages: dict, total: float) -> dict:
     """Seconds and share of the run per stage; 'other' is what no stage covered (for the nemo
     engine that is its dataloader plus decoding, which runs outside any module it can hook)."""
@@ -123,6 +184,12 @@ def stage_breakdown(stages: dict, total: float) -> dict:
 def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config: PerfConfig,
               options: PerfOptions, first_call: bool) -> dict:
     """Warm-up, timed runs and the engine cross-check for one configuration."""
+    with decoder_placed(loaded, config.decoder_device) as placed:
+        return _benchmark(placed, signals, durations, config, options, first_call)
+
+
+def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], config: PerfConfig,
+               options: PerfOptions, first_call: bool) -> dict:
     transcribe = pass_options(config, options)
     batches = batches_for(durations, transcribe)
     audio_seconds = sum(durations)
@@ -159,12 +226,12 @@ def benchmark(loaded: LoadedModel, signals: list, durations: list[float], config
         # per stage, in the last stage run, where a counting backend is registered (common/counters.py)
         "host_syncs": {stage: c["host_syncs"] for stage, c in counted.items()} if counted else None,
         "counts": counted,
+        "decoding_counts": decoding_counts(counted, len(batches), audio_seconds),
         "memory": memory_bytes(loaded.device),
         "texts": texts,
     })
-    if options.check_engines:
-        other = PerfConfig(config.device, config.dtype, "batched" if config.engine == "nemo" else "nemo",
-                           config.batch_size)
+    if options.check_engines and loaded.decoder_device is None:
+        other = replace(config, engine="batched" if config.engine == "nemo" else "nemo")
         other_texts = [t.text for t in run_pass(loaded, signals, batches, pass_options(other, options))[1]]
         result["engine_check"] = {"engines": [config.engine, other.engine], "identical": other_texts == texts,
                                   "differing_files": [i for i, (a, b) in enumerate(zip(texts, other_texts)) if a != b]}
@@ -213,9 +280,10 @@ def device_ratios(results: list[dict]) -> list[dict]:
     by_setting: dict = {}
     for result in results:
         cfg = result["config"]
-        by_setting.setdefault((cfg["dtype"], cfg["engine"], cfg["batch_size"]), []).append(result)
+        by_setting.setdefault((cfg["dtype"], cfg["engine"], cfg["batch_size"], cfg.get("decode_graphs", "off"),
+                               cfg.get("decoder_device")), []).append(result)
     ratios = []
-    for (dtype, engine, batch_size), group in by_setting.items():
+    for (dtype, engine, batch_size, _, _), group in by_setting.items():
         if len(group) < 2:
             continue
         base = group[0]
@@ -240,8 +308,7 @@ def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, 
         if loaded.timestamps:  # a model shared with an accuracy check: time decoding without timestamps
             configure_decoding(loaded.model, loaded.decoder_device or loaded.device, timestamps=False)
         cold[choice.device] = cold_start(import_seconds, loaded)
-        configs = [PerfConfig(choice.device, d, e, b)
-                   for d in sweep.dtypes for e in sweep.engines for b in sweep.batch_sizes]
+        configs = sweep.configs(choice.device)
         for number, config in enumerate(configs):
             if progress:
                 progress(config)

@@ -78,8 +78,10 @@ def perf_rows(document: dict) -> list[dict]:
     rows = []
     for r in document["results"]:
         cfg, stats, stages = r["config"], r["stats"], r["stage_median"]
+        decoding = r.get("decoding_counts") or {}
         rows.append({
             "device": cfg["device"], "dtype": cfg["dtype"], "engine": cfg["engine"], "batch_size": cfg["batch_size"],
+            "decode_graphs": cfg.get("decode_graphs", "off"), "decoder_device": cfg.get("decoder_device") or cfg["device"],
             "audio_s": r["audio_seconds"], "runs": stats["n"], "mean_s": stats["mean"], "median_s": stats["median"],
             "p90_s": stats["p90"], "p99_s": stats["p99"], "min_s": stats["min"], "max_s": stats["max"],
             "stdev_s": stats["stdev"], "rtfx": r["rtfx"],
@@ -88,6 +90,11 @@ def perf_rows(document: dict) -> list[dict]:
             "peak_memory_bytes": r["memory"]["peak"], "memory_kind": r["memory"]["kind"],
             "engines_identical": r.get("engine_check", {}).get("identical"),
             "threads": document["environment"]["torch_threads"],
+            # counted by a counting backend only (the emulated npu): device launches and host syncs of decoding
+            "decoding_launches_per_batch": decoding.get("per_batch", {}).get("launches"),
+            "decoding_syncs_per_batch": decoding.get("per_batch", {}).get("host_syncs"),
+            "decoding_launches_per_audio_s": decoding.get("per_audio_second", {}).get("launches"),
+            "decoding_syncs_per_audio_s": decoding.get("per_audio_second", {}).get("host_syncs"),
         })
     return rows
 
@@ -119,13 +126,25 @@ def perf_table(document: dict) -> str:
              _fmt(c.get("first_call_seconds"))] for dev, c in document["cold_start"].items()]
     lines += ["cold start (s):", tabulate(cold, headers=["device", "import", "load", "to device", "first call"],
                                           tablefmt="simple", disable_numparse=True), ""]
-    rows = [[r["device"], r["dtype"], r["engine"], r["batch_size"], _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
+    table = perf_rows(document)
+    rows = [[r["device"], r["dtype"], r["engine"], r["batch_size"], r["decode_graphs"], r["decoder_device"],
+             _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
              _fmt(r["stdev_s"], ".4f"), _fmt(r["rtfx"], ".2f"), _fmt(r["features_s"], ".4f"), _fmt(r["encoder_s"], ".4f"),
              _fmt(r["decoding_s"], ".4f"), _fmt(r["other_s"], ".4f"), _mib(r["peak_memory_bytes"]),
-             {True: "same", False: "DIFFER", None: "-"}[r["engines_identical"]]] for r in perf_rows(document)]
-    lines.append(tabulate(rows, headers=["device", "dtype", "engine", "batch", "median s", "p90 s", "stdev s", "RTFx",
-                                         "features s", "encoder s", "decoding s", "other s", "peak MiB", "engines"],
+             {True: "same", False: "DIFFER", None: "-"}[r["engines_identical"]]] for r in table]
+    lines.append(tabulate(rows, headers=["device", "dtype", "engine", "batch", "graphs", "decoder", "median s", "p90 s",
+                                         "stdev s", "RTFx", "features s", "encoder s", "decoding s", "other s",
+                                         "peak MiB", "engines"],
                           tablefmt="simple", disable_numparse=True))
+    counted = [r for r in table if r["decoding_launches_per_batch"] is not None]
+    if counted:  # only a counting backend (the emulated npu) has these
+        lines += ["", "decoding on the device (counted by the backend; a graph replay is one launch):",
+                  tabulate([[r["device"], r["dtype"], r["batch_size"], r["decode_graphs"], r["decoder_device"],
+                             _fmt(r["decoding_launches_per_batch"], ".1f"), _fmt(r["decoding_syncs_per_batch"], ".1f"),
+                             _fmt(r["decoding_launches_per_audio_s"], ".1f"), _fmt(r["decoding_syncs_per_audio_s"], ".1f")]
+                            for r in counted],
+                           headers=["device", "dtype", "batch", "graphs", "decoder", "launches/batch", "syncs/batch",
+                                    "launches/audio s", "syncs/audio s"], tablefmt="simple", disable_numparse=True), ""]
     for ratio in document["ratios"]:
         lines.append(f"ratio {ratio['other']} / {ratio['base']} ({ratio['dtype']}, {ratio['engine']}, batch "
                      f"{ratio['batch_size']}): median latency x{ratio['latency_ratio']:.2f}")
