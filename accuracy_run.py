@@ -37,6 +37,7 @@ def build_parser():
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
     parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",
                         help=argparse.SUPPRESS)  # the old name, until the next release
+    cli.add_decode_graphs_argument(parser)
     cli.add_long_audio_argument(parser)
     cli.add_threshold_arguments(parser)
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per device before timing")
@@ -94,7 +95,7 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds,
-                              seed=args.seed)
+                              seed=args.seed, decode_graphs=args.decode_graphs)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
                       command_line=cli.launch_line(args, ranks), truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)

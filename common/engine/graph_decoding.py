@@ -36,15 +36,14 @@ class LoopLayout:
     steps: tuple  # per graph (before_outer_loop, before_inner_loop, inner_loop_code, after_inner_loop)
 
 
+# NeMo 2.7 and 3.0: GreedyBatchedTDTLabelLoopingComputer (tdt_label_looping.py); tested on both.
+# NeMo 2.2's GreedyBatchedTDTLoopLabelsComputer has the same mode under other names
+# (loop_labels_cuda_graphs; _before_inner_loop_get_decoder_output + _get_joint_output,
+# _inner_loop_code, _after_inner_loop), but its capture could not be checked (the emulated npu
+# fails inside torch 2.4 there): it is left out, so NeMo 2.2 decodes eagerly and says so.
 LAYOUTS = (
-    # NeMo 2.7 and 3.0: GreedyBatchedTDTLabelLoopingComputer (tdt_label_looping.py)
     LoopLayout("cuda_graphs_impl", (("_before_outer_loop",), ("_before_inner_loop_get_joint_output",),
                                     ("_inner_loop_step_find_next_non_blank",), ("_after_inner_loop_step",))),
-    # NeMo 2.2: GreedyBatchedTDTLoopLabelsComputer (tdt_loop_labels_computer.py)
-    LoopLayout("loop_labels_cuda_graphs", (("_before_outer_loop",),
-                                           ("_before_inner_loop_get_decoder_output",
-                                            "_before_inner_loop_get_joint_output"),
-                                           ("_inner_loop_code",), ("_after_inner_loop",))),
 )
 GRAPH_NAMES = ("before_outer_loop", "before_inner_loop", "inner_loop_code", "after_inner_loop")
 _WARNED: set = set()
@@ -142,7 +141,7 @@ def _unsupported(computer, settings: GraphDecoding, device) -> Optional[str]:
     if graph_backend(str(device)) is None:
         return f"{device.type} has no graph API here (torch.{device.type}.graph)"
     if settings.layout is None:
-        return "this NeMo's TDT label-looping computer has no known graph layout"
+        return "this NeMo's TDT label-looping computer has no known graph layout (graphs need NeMo 2.7 or newer)"
     if getattr(computer, "has_fusion_models", lambda: False)() or getattr(computer, "max_symbols", None) is None:
         return "graphs need max_symbols and no fusion models"
     return None

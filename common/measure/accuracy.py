@@ -33,11 +33,12 @@ class AccuracyOptions:
     debug: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the same long-audio rule on both sides
     seed: int = 0  # the bootstrap's resampling (confidence intervals)
+    decode_graphs: str = "off"  # --decode-graphs (applies where decoding runs on an npu)
 
     def side(self, dtype: str) -> TranscribeOptions:
         """How one side transcribes: one file at a time, word timestamps, at `dtype`."""
         return TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype,
-                                 long_audio_seconds=self.long_audio_seconds)
+                                 long_audio_seconds=self.long_audio_seconds, decode_graphs=self.decode_graphs)
 
 
 def _timed_transcript(loaded: LoadedModel, signal, options: TranscribeOptions) -> tuple:

@@ -226,7 +226,8 @@ def _perf_tables(document: dict) -> str:
     for r in document.get("results", []):
         cfg, stats = r["config"], r["stats"]
         peak = (r.get("memory") or {}).get("peak")
-        rows.append([_e(cfg["device"]), _e(cfg["dtype"]), _e(cfg["engine"]), cfg["batch_size"], stats["n"],
+        rows.append([_e(cfg["device"]), _e(cfg["dtype"]), _e(cfg["engine"] + plots.placement_label(cfg)), cfg["batch_size"],
+                     stats["n"],
                      _num(stats["median"]), _num(stats["p90"]), _num(stats["min"]), _num(stats["max"]),
                      _num(r["rtfx"], ".2f"), _num(r["throughput"]["files_per_second"], ".2f"),
                      "-" if peak is None else f"{peak / 2**20:.0f}",

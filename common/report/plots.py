@@ -138,4 +138,12 @@ def drift_histogram(starts_ms: list[float], ends_ms: list[float]) -> Optional[st
 
 
 def _config_label(config: dict) -> str:
-    return f"{config['device']} {config['dtype']} {config['engine']} b{config['batch_size']}"
+    return f"{config['device']} {config['dtype']} {config['engine']} b{config['batch_size']}" + placement_label(config)
+
+
+def placement_label(config: dict) -> str:
+    """' graphs on', ' decoder cpu': how decoding ran, where a perf sweep set it."""
+    graphs = config.get("decode_graphs", "off")
+    decoder = config.get("decoder_device")
+    return (f" graphs {graphs}" if graphs != "off" else "") + \
+        (f" decoder {decoder}" if decoder and decoder != config["device"] else "")
