@@ -74,7 +74,7 @@ def eager():
     ["--engine", "batched", "--batch-size", "4"],  # long and short clips in one batch, and a batch of one after
     ["--engine", "batched", "--batch-size", "1"],  # every batch a batch of one
     ["--engine", "nemo", "--batch-size", "2"],  # NeMo's own transcribe() decodes through the same computer
-])
+], ids=["mixed-batch", "batches-of-one", "nemo-engine"])
 def test_graphs_give_the_texts_and_timestamps_of_eager_decoding(eager, extra):
     results, graphs, stderr = run_inference(*extra, "--decode-graphs", "on", *MIXED)
     same_outputs(results, eager)
