@@ -216,7 +216,15 @@ def test_script_in_a_pipe_prints_transcripts_without_progress_bars(tiny_nemo, cl
     assert proc.returncode == 0, proc.stderr
     assert [line.split(": ", 1)[0] for line in proc.stdout.splitlines()] == clips
     assert "%|" not in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[0] == "device: cpu (requested)"
+    from common.device.threads import default_threads
+
+    assert proc.stderr.splitlines()[0] == f"device: cpu (requested); {default_threads()} CPU thread(s)"
+
+
+def test_threads_option_sets_torchs_threads(tiny_nemo, clips):
+    proc = run_script("--model", tiny_nemo, "--device", "cpu", "--threads", "1", "--json", clips[0])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["device"]["cpu_threads"] == 1
 
 
 def test_script_help_shows_defaults():

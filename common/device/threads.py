@@ -44,6 +44,12 @@ def use_threads(requested: Optional[int], local_ranks: int = 1) -> int:
     return threads
 
 
+def cpu_threads_in_use() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int):
     """torch's intra-op threads set to `threads` inside the block, restored after."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from ..device.accelerators import DeviceChoice, device_name, prepare_device
+from ..device.threads import cpu_threads_in_use
 from ..engine.records import TIMESTAMP_KINDS, FileRecord
 from ..engine.transcriber import TranscribeOptions, planning_duration, transcribe_inputs
 from ..errors import ToolkitError
@@ -110,7 +111,8 @@ class InferenceJob:
             self.say(f"warning: loaded with {self.loaded.info['loader']}")
         self.device_info.update({"name": device_name(device), "dtype": settings.options.dtype,
                                  "engine": settings.options.engine,
-                                 "decoder_device": settings.decoder_device or device})
+                                 "decoder_device": settings.decoder_device or device,
+                                 "cpu_threads": cpu_threads_in_use()})
 
 
 def _restore(entry: dict, item: AudioInput) -> FileRecord:
