@@ -69,7 +69,8 @@ def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = "
                decoder_device: Optional[str] = None) -> Model:
     """Load `model` (a .nemo, an extracted folder, a pretrained name, "demo", "random:tiny";
     default as the scripts': $PARAKEET_MODEL, ./parakeet-tdt-0.6b-v2.nemo, the pretrained name)
-    onto `device` (auto | cpu | npu[:N] | cuda[:N])."""
+    onto `device` (auto | cpu | npu[:N] | cuda[:N]), to run at `dtype` (fp32 | bf16 | fp16 | int8,
+    int8 on the CPU only: common/engine/precision.py)."""
     from .device.accelerators import prepare_device, resolve_device
     from .engine.precision import check_dtype_for_device
     from .model.loading import default_model_spec
