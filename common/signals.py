@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, Optional
 
 from .errors import Terminated
 
@@ -45,3 +45,16 @@ def deferred():
             signum = _pending.pop(0)
             _pending.clear()
             raise _exception_for(signum)
+
+
+def interruption(error: BaseException) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM behind `error`, if one is in its chain: a signal that lands inside a
+    library's try/finally (NeMo's transcribe() unfreezing what it had not frozen yet) can come
+    out as that library's own exception, which per-file isolation must not swallow."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -238,3 +238,25 @@ def test_failed_accuracy_run_leaves_an_existing_output_untouched(capsys, tmp_pat
                               str(tmp_path / "gone.wav")])
     assert code == 1 and output.read_text() == '{"good": true}\n'
     assert "left as it was" in capsys.readouterr().err
+
+
+def test_a_signal_hidden_behind_a_librarys_own_error_still_stops_the_run(tiny_nemo, clips):
+    """A SIGTERM landing inside NeMo's transcribe() setup came out as NeMo's own ValueError (its
+    finally unfreezes what it had not frozen yet); per-file isolation took it for a bad file and
+    the run went on. The signal in the error's chain stops the run."""
+    from common.engine.transcriber import TranscribeOptions, transcribe_inputs
+    from common.errors import Terminated
+    from common.inputs.sources import collect_inputs
+    from common.model.loading import load_model
+
+    loaded = load_model(str(tiny_nemo), "cpu")
+
+    def transcribe_hit_by_a_signal(*args, **kwargs):
+        try:
+            raise Terminated()
+        finally:
+            raise ValueError("Cannot unfreeze partially without first freezing the module with `freeze()`")
+
+    loaded.model.transcribe = transcribe_hit_by_a_signal
+    with pytest.raises(Terminated):
+        list(transcribe_inputs(loaded, collect_inputs(clips[:2]), TranscribeOptions(engine="nemo", batch_size=2)))

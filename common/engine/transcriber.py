@@ -17,6 +17,7 @@ from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds
 from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
+from ..signals import interruption
 from .batched import decode_batch, per_clip_token_durations, tdt_loop
 from .encoders import encoder_at
 from .graph_decoding import use_decode_graphs
@@ -126,6 +127,8 @@ def _decode_signals(loaded: LoadedModel, signals: list, options: TranscribeOptio
     try:
         transcripts = transcribe_signals(loaded, [signal for _, signal in signals], options)
     except Exception as error:
+        if interruption(error) is not None:
+            raise interruption(error) from error
         if options.debug or len(signals) == 1:
             if options.debug:
                 raise

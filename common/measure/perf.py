@@ -205,11 +205,12 @@ def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], confi
     for _ in range(options.runs):
         seconds, transcripts = run_pass(loaded, signals, batches, transcribe)
         latencies.append(seconds)
-    per_run_stages, counted = [], None
+    per_run_stages, stage_run_seconds, counted = [], [], None
     for _ in range(options.stage_runs):
         stages, counts = {}, {}
         seconds, _ = run_pass(loaded, signals, batches, transcribe, stages, counts)
         per_run_stages.append(stage_breakdown(stages, seconds))
+        stage_run_seconds.append(round(seconds, 5))
         counted = stage_counts(counts)
     stats = latency_stats(latencies)
     texts = [t.text for t in transcripts]
@@ -222,6 +223,7 @@ def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], confi
                        "files_per_second": round(len(signals) / stats["median"], 3)},
         # from the stage runs, not the timed ones: probes synchronize at every stage boundary
         "stages": per_run_stages,
+        "stage_run_seconds": stage_run_seconds,  # each stage run's own total, probes included
         "stage_median": _median_stages(per_run_stages),
         # per stage, in the last stage run, where a counting backend is registered (common/counters.py)
         "host_syncs": {stage: c["host_syncs"] for stage, c in counted.items()} if counted else None,
