@@ -62,7 +62,7 @@ def build_encoder(encoder, dtype: str):
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
     for module in encoder.modules():
-        if type(module).__name__ in _LOW_PRECISION_LAYERS and isinstance(module, torch.nn.Module):
+        if type(module).__name__ in _LOW_PRECISION_LAYERS:
             for name, tensor in module.named_parameters(recurse=False):
                 memo[id(tensor)] = torch.nn.Parameter(tensor.detach().to(low), requires_grad=False)
     return copy.deepcopy(encoder, memo).eval()
