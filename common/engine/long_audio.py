@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 
+from .forwards import wrapped_forward
+
 LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 # Feature frames (10 ms each) per subsampling piece, and the context on either side of it: far
 # wider than the convolutions' receptive field (15 frames for 3 layers of kernel 3, stride 2),
@@ -43,21 +45,16 @@ def subsampling_in_pieces(pre_encode, piece_frames: int = PIECE_FRAMES, context_
             or getattr(pre_encode, "is_causal", True) or piece_frames % factor or context_frames % factor):
         yield
         return
-    original, own = pre_encode.forward, vars(pre_encode).get("forward")
 
-    def forward(x, lengths):
-        if x.shape[0] != 1 or x.shape[1] <= piece_frames + 2 * context_frames:
-            return original(x, lengths)
-        return _in_pieces(original, x, lengths, factor, piece_frames, context_frames)
+    def in_pieces(original):
+        def forward(x, lengths):
+            if x.shape[0] != 1 or x.shape[1] <= piece_frames + 2 * context_frames:
+                return original(x, lengths)
+            return _in_pieces(original, x, lengths, factor, piece_frames, context_frames)
+        return forward
 
-    pre_encode.forward = forward
-    try:
+    with wrapped_forward(pre_encode, in_pieces):
         yield
-    finally:
-        if own is None:
-            del pre_encode.forward  # back to the class's own method
-        else:
-            pre_encode.forward = own
 
 
 def _in_pieces(subsample, x, lengths, factor: int, piece_frames: int, context_frames: int):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import SetupError
+from .forwards import wrapped_forward
 
 DTYPES = ("fp32", "bf16", "fp16", "int8")
 
@@ -69,22 +70,14 @@ def autocast(device: str, dtype: str = "fp32"):
     return torch.autocast(device_type=device.split(":")[0], dtype=torch_dtype)
 
 
-@contextlib.contextmanager
 def fp32_features(preprocessor, device: str):
     """Inside the block, `preprocessor` runs with autocast off, whatever surrounds it."""
     import torch
 
-    original, own = preprocessor.forward, vars(preprocessor).get("forward")
+    def autocast_off(original):
+        def forward(*args, **kwargs):
+            with torch.autocast(device_type=device.split(":")[0], enabled=False):
+                return original(*args, **kwargs)
+        return forward
 
-    def forward(*args, **kwargs):
-        with torch.autocast(device_type=device.split(":")[0], enabled=False):
-            return original(*args, **kwargs)
-
-    preprocessor.forward = forward
-    try:
-        yield
-    finally:
-        if own is None:
-            del preprocessor.forward  # back to the class's own method
-        else:
-            preprocessor.forward = own
+    return wrapped_forward(preprocessor, autocast_off)
