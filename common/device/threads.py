@@ -4,7 +4,6 @@ contention), split evenly among the ranks torchrun started on this host."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Optional
 
@@ -49,18 +48,3 @@ def cpu_threads_in_use() -> int:
 
     return torch.get_num_threads()
 
-
-@contextlib.contextmanager
-def cpu_threads(threads: int):
-    """torch's intra-op threads set to `threads` inside the block, restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if before == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

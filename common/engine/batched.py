@@ -11,7 +11,6 @@ from typing import Optional
 import numpy as np
 
 from ..device.clocks import timed
-from ..device.threads import cpu_threads
 from .precision import autocast
 
 
@@ -53,11 +52,7 @@ def decode_batch(model, signals: list[np.ndarray], device: str, dtype: str = "fp
         if decoder_device and decoder_device != device:
             with probe(device, "transfer"):
                 encoded, encoded_lengths = encoded.to(decoder_device), encoded_lengths.to(decoder_device)
-        on_cpu = (decoder_device or device).startswith("cpu")
-        # The TDT loop is hundreds of tiny ops (one LSTM step, one joint row per label): on the CPU
-        # a second thread only adds a barrier per op, and when cores are busy each barrier waits
-        # for a descheduled thread (decoding the 7.24 s clip: 0.31 s on 1 thread, 2.25 s on 2).
-        with autocast(decoder_device or device, dtype), cpu_threads(1) if on_cpu else contextlib.nullcontext():
+        with autocast(decoder_device or device, dtype):
             with probe(decoder_device or device, "decoding"):
                 hypotheses = model.decoding.rnnt_decoder_predictions_tensor(
                     encoder_output=encoded, encoded_lengths=encoded_lengths, return_hypotheses=True)
