@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..device.accelerators import set_current_device
-from ..device.threads import default_threads
+from ..device.threads import cpu_threads_in_use, default_threads
 from ..errors import SetupError
 
 # How long a rank waits for the others in a collective (the end gather waits for the slowest
@@ -155,10 +155,9 @@ class Coordinator:
         self.threads = None
         if not world.ranked:
             return
-        import torch
         import torch.distributed as dist
 
-        self.threads = torch.get_num_threads()  # set by cli.select_device (rank_threads)
+        self.threads = cpu_threads_in_use()  # set by cli.select_device (rank_threads)
         self.backend = backend_for(device)
         if not dist.is_available():
             raise SetupError("torchrun: this torch has no torch.distributed")
