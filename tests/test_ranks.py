@@ -182,9 +182,6 @@ def test_accuracy_across_ranks_has_a_verdict_per_card(tmp_path):
     assert all(f["reference"]["latency"] is not None for f in document["accuracy"]["files"])
 
 
-@pytest.mark.skipif(tuple(int(p) for p in __import__("torch").__version__.split("+")[0].split(".")[:2]) < (2, 13),
-                    reason="known bug, not yet fixed: accuracy_run_perf.py under torchrun hangs intermittently on the "
-                           "torch 2.4 and 2.6 lines (seen in 1 of 2 and 2 of 4 runs; never on torch 2.13)")
 def test_perf_across_ranks_reports_each_rank_and_the_aggregate(tmp_path):
     output = tmp_path / "perf.json"
     proc = torchrun("accuracy_run_perf.py", "--model", "demo", "--device", "cpu", "--engine", "batched",

@@ -153,6 +153,7 @@ class Coordinator:
         self.world, self.device = world, device
         self.backend = None
         self.threads = None
+        self._held: list = []  # collective buffers, kept until the group is destroyed (see gather)
         if not world.ranked:
             return
         import torch.distributed as dist
@@ -173,24 +174,32 @@ class Coordinator:
             dist.barrier()
 
     def gather(self, summary: Any) -> Optional[list]:
-        """Every rank's `summary` on rank 0 (in rank order), None elsewhere; a world of one
-        gets its own as a list."""
+        """Every rank's picklable `summary` on rank 0 (in rank order), None elsewhere; a world of
+        one gets its own as a list."""
         if not self.world.ranked:
             return [summary]
+        import pickle
+
+        import torch
         import torch.distributed as dist
 
-        gathered = [None] * self.world.size if self.world.is_main else None
-        dist.gather_object(summary, gathered, dst=0)
-        return gathered
-
-    def all_gather(self, value: Any) -> list:
-        if not self.world.ranked:
-            return [value]
-        import torch.distributed as dist
-
-        gathered = [None] * self.world.size
-        dist.all_gather_object(gathered, value)
-        return gathered
+        device = "cpu" if self.backend == "gloo" else self.device
+        payload = torch.frombuffer(bytearray(pickle.dumps(summary)), dtype=torch.uint8)
+        length = torch.tensor([payload.numel()], dtype=torch.int64, device=device)
+        lengths = [torch.zeros_like(length) for _ in range(self.world.size)]
+        dist.all_gather(lengths, length)
+        padded = torch.zeros(max(int(n.item()) for n in lengths), dtype=torch.uint8, device=device)
+        padded[:payload.numel()] = payload.to(device)
+        slots = [torch.zeros_like(padded) for _ in range(self.world.size)]
+        dist.all_gather(slots, padded)
+        # gloo's worker thread drops its references to these tensors after the collective has
+        # returned; if it held the last one, it would need the GIL, which destroy_process_group
+        # keeps while joining that thread (a deadlock seen on torch 2.4 and 2.6 with
+        # gather_object). Python keeps them until the group is gone.
+        self._held.extend([length, *lengths, padded, *slots])
+        if not self.world.is_main:
+            return None
+        return [pickle.loads(slot[:int(n.item())].cpu().numpy().tobytes()) for slot, n in zip(slots, lengths)]
 
     def close(self) -> None:
         if self.world.ranked:
@@ -198,6 +207,7 @@ class Coordinator:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+            self._held.clear()
 
     def describe(self) -> dict:
         return {"rank": self.world.rank, "local_rank": self.world.local_rank, "world_size": self.world.size,
