@@ -10,6 +10,7 @@ Examples:
   python check_accuracy_run_perf.py --model demo --audio examples/demo.wav
   python check_accuracy_run_perf.py --model random:parakeet --audio examples/sample.wav
   python check_accuracy_run_perf.py --audio sample.wav --device npu:0 --report-dir reports/
+  python check_accuracy_run_perf.py --audio clips/ --device npu --all-cards   # every card of the host
 
 Exit status: 0 when every stage passed, 1 when a check, the accuracy thresholds or the
 performance run failed, 2 on a setup error.
@@ -31,6 +32,10 @@ def build_parser():
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="only check the environment (no model load)")
+    parser.add_argument("--all-cards", action="store_true",
+                        help="run the accuracy and performance stages on every visible card of --device's kind in "
+                             "turn (ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES), one CPU reference for all, "
+                             "a verdict per card")
     cli.add_dtype_argument(parser, "device precision")
     parser.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs before timing")
     parser.add_argument("--runs", type=options.integer(1), default=3, help="timed runs per device")
@@ -57,6 +62,7 @@ def dry_run(args, model_spec: str) -> int:
 
 
 def full_run(args, model_spec: str) -> int:
+    from common.errors import SetupError
     from common.files import write_json_atomic, write_text_atomic
     from common.job.smoke import SmokeOptions, run_smoke, smoke_passed
     from common.model.loading import describe, import_nemo_asr, resolve_model_source
@@ -65,6 +71,8 @@ def full_run(args, model_spec: str) -> int:
     from common.report.tables import checks_table, smoke_markdown
 
     paths = cli.input_paths(args)
+    if args.all_cards and args.device.split(":")[0] == "cpu":
+        raise SetupError("--all-cards checks the NPU or CUDA cards against the CPU: give --device npu, cuda or auto")
     start = time.perf_counter()
     import_nemo_asr(quiet=not args.debug)
     import_seconds = time.perf_counter() - start
@@ -72,7 +80,7 @@ def full_run(args, model_spec: str) -> int:
                            warmup=args.warmup, runs=args.runs, min_match=args.min_match, max_wer=args.max_wer,
                            quiet=not args.debug, debug=args.debug, loader=args.loader, report_dir=args.report_dir,
                            resume=args.resume, long_audio_seconds=args.long_audio_seconds,
-                           inputs=cli.input_options(args), threads=args.threads)
+                           inputs=cli.input_options(args), threads=args.threads, all_cards=args.all_cards)
     os.makedirs(args.report_dir, exist_ok=True)
     if not args.json:
         cli.say(f"checks: model {describe(resolve_model_source(model_spec))}, device {args.device} ...")

@@ -54,6 +54,22 @@ def device_count() -> int:
     return _DEVICES["count"]
 
 
+# A broken card for health checks: matrix products of more than 1024 elements on the cards
+# $EMULATED_NPU_FAULTY_CARDS lists (comma separated indices) come out negated, so the dry-run's 4x4
+# product passes there and only the transcripts disagree with the CPU's.
+_FAULTY_OPS = ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear")
+
+
+def _faulty(args) -> bool:
+    import os
+
+    listed = os.environ.get("EMULATED_NPU_FAULTY_CARDS", "")
+    if not listed:
+        return False
+    card = next((a.device.index for a in args if isinstance(a, NpuTensor)), None)
+    return card is not None and str(card) in [v.strip() for v in listed.split(",")]
+
+
 def _index_of(device) -> int:
     """The card a device argument names; the current one for a bare "npu"."""
     if device is None:
@@ -312,6 +328,8 @@ def _dispatch(func, args, kwargs):
         COUNTERS.sync(overload)
     cpu_args, cpu_kwargs = tree_map(_unwrap, args), tree_map(_unwrap, kwargs)
     result = func(*cpu_args, **cpu_kwargs)
+    if name in _FAULTY_OPS and result.numel() > 1024 and _faulty(args):
+        result = result.neg()
     result = _rewrap(func, args, kwargs, result)
     _record(lambda: func(*cpu_args, **cpu_kwargs), result)
     return result

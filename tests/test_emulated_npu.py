@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,10 +17,10 @@ MISSING = missing_api()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"emulated npu needs {MISSING}, absent in this torch")
 
 
-def emulated(*argv, timeout=600):
+def emulated(*argv, timeout=600, env=None):
     """Run a script (or -c code) with the emulated npu installed."""
-    return subprocess.run([sys.executable, "-m", "tests.emulated_npu", *map(str, argv)],
-                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "tests.emulated_npu", *map(str, argv)], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def on_cpu(script, *argv):
@@ -150,6 +151,28 @@ def test_full_smoke_chain_on_npu(tiny_nemo, clips, tmp_path):
     assert {load["device"] for load in doc["model_loads"]} == {"npu:0", "cpu"}
     assert [r["config"]["device"] for r in doc["perf"]["results"]] == ["npu:0", "cpu"]
     assert "| npu:0 |" in (tmp_path / "report.md").read_text()
+
+
+def test_all_cards_smoke_chain_names_the_card_that_disagrees(tiny_nemo, clips, tmp_path):
+    """--all-cards: accuracy and perf on npu:0 and npu:1 in turn, one CPU reference. Card 1's
+    large matrix products are broken (EMULATED_NPU_FAULTY_CARDS), its 4x4 dry-run product is not."""
+    proc = emulated("check_accuracy_run_perf.py", "--model", tiny_nemo, "--device", "npu", "--all-cards", "--runs", "1",
+                    "--report-dir", tmp_path, "--audio", *clips[:2], env={"EMULATED_NPU_FAULTY_CARDS": "1"})
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["stages"] == {"checks": "passed", "accuracy": "failed", "perf": "passed"}
+    accuracy = doc["accuracy"]
+    assert [(c["card"], c["verdict"]["passed"]) for c in accuracy["accuracy"]["cards"]] == [("npu:0", True), ("npu:1", False)]
+    assert accuracy["summary"].endswith("cards: 1 of 2 agree, disagreeing: npu:1")
+    assert [t["device"] for t in accuracy["targets"]] == ["npu:0", "npu:1"]
+    assert [r["config"]["device"] for r in doc["perf"]["results"]] == ["npu:0", "npu:1", "cpu"]
+    # the reference ran once: card 1 compared against card 0's reference sides, latencies included
+    by_card = {card: {f["path"]: f["reference"] for f in accuracy["accuracy"]["files"] if f["card"] == card}
+               for card in ("npu:0", "npu:1")}
+    assert by_card["npu:0"] == by_card["npu:1"] and len(by_card["npu:0"]) == 2
+    assert sorted(p.name for p in tmp_path.glob("accuracy*.json")) == ["accuracy.json", "accuracy.npu0.json",
+                                                                       "accuracy.npu1.json"]
+    assert "| npu:1 | 2 of 2 | 0 |" in (tmp_path / "report.md").read_text()
 
 
 def test_strict_mode_catches_a_misplaced_tensor():

@@ -24,10 +24,11 @@ from tests.emulated_npu import missing_api
 DEMO_CLIPS = sorted(str(p) for p in (REPO / "demo" / "clips").glob("*.wav"))[:8]
 
 
-def torchrun(*argv, nproc=2, module=False, timeout=300, wait=True, env=None):
-    """`python -m torch.distributed.run --nproc-per-node N` with a free port, in the repository."""
+def torchrun(*argv, nproc=2, module=False, timeout=300, wait=True, env=None, launcher=()):
+    """`python -m torch.distributed.run --nproc-per-node N [launcher options]` with a free port,
+    in the repository."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-               "--master-port", str(_free_port()), *(["-m"] if module else []), *map(str, argv)]
+               "--master-port", str(_free_port()), *launcher, *(["-m"] if module else []), *map(str, argv)]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if not wait:
         return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -135,14 +136,11 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
-def test_a_killed_rank_loses_only_its_batch_in_flight_and_resume_completes(tiny_nemo, many, tmp_path):
-    args = ["--model", tiny_nemo, "--device", "cpu", "--engine", "nemo", "--batch-size", "1", "--json"]
-    reference = tmp_path / "reference.json"
-    proc = script("inference.py", *args, "--output", reference, *many)
-    assert proc.returncode == 0, proc.stderr
-    output = tmp_path / "run.json"
+def _kill_rank_1_midway(output: Path, *argv, launcher=()) -> tuple[subprocess.Popen, str]:
+    """torchrun inference.py; SIGKILL rank 1's worker once its stream holds two records. The
+    launcher's return code and stderr."""
     stream1 = rank_stream_path(Path(str(output) + ".partial.jsonl"), 1)
-    run = torchrun("inference.py", *args, "--output", output, *many, wait=False)
+    run = torchrun("inference.py", *argv, "--output", output, wait=False, launcher=launcher)
     try:
         deadline = time.time() + 240
         while _records(stream1) < 2 and run.poll() is None and time.time() < deadline:
@@ -150,10 +148,20 @@ def test_a_killed_rank_loses_only_its_batch_in_flight_and_resume_completes(tiny_
         victim = _rank_pid(run.pid, 1)
         assert victim is not None, "rank 1's worker not found"
         os.kill(victim, signal.SIGKILL)
-        _, err = run.communicate(timeout=120)
+        _, err = run.communicate(timeout=240)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+    return run, err
+
+
+def test_a_killed_rank_loses_only_its_batch_in_flight_and_resume_completes(tiny_nemo, many, tmp_path):
+    args = ["--model", tiny_nemo, "--device", "cpu", "--engine", "nemo", "--batch-size", "1", "--json"]
+    reference = tmp_path / "reference.json"
+    proc = script("inference.py", *args, "--output", reference, *many)
+    assert proc.returncode == 0, proc.stderr
+    output = tmp_path / "run.json"
+    run, err = _kill_rank_1_midway(output, *args, *many)
     assert run.returncode != 0
     assert "rank      : 1" in err or "rank: 1" in err.replace("  ", " "), err[-2000:]  # torchrun names the rank
     assert not output.exists()
@@ -163,6 +171,24 @@ def test_a_killed_rank_loses_only_its_batch_in_flight_and_resume_completes(tiny_
     proc = script("inference.py", *args, "--output", output, "--resume", *many)
     assert proc.returncode == 0, proc.stderr
     assert f"resuming: {kept} of {len(many)}" in proc.stderr
+    assert transcripts(json.loads(output.read_text())) == transcripts(json.loads(reference.read_text()))
+    assert stream_family(Path(str(output) + ".partial.jsonl")) == [], "streams left after a complete run"
+
+
+def test_with_max_restarts_a_killed_rank_costs_only_its_batch_and_the_same_command_completes(tiny_nemo, many, tmp_path):
+    """torchrun --max-restarts restarts the whole group after a rank dies; the new attempt
+    resumes from every rank's stream by itself (and meets on its own store keys, not the dead
+    attempt's)."""
+    args = ["--model", tiny_nemo, "--device", "cpu", "--engine", "nemo", "--batch-size", "1", "--json"]
+    reference = tmp_path / "reference.json"
+    proc = script("inference.py", *args, "--output", reference, *many)
+    assert proc.returncode == 0, proc.stderr
+    output = tmp_path / "run.json"
+    run, err = _kill_rank_1_midway(output, *args, *many, launcher=("--max-restarts", "1"))
+    assert run.returncode == 0, err[-3000:]
+    assert "restart 1 of the group: resuming" in err
+    resumed = [line for line in err.splitlines() if "resuming:" in line and "input(s) already done" in line]
+    assert resumed and all(int(line.split("resuming: ")[1].split()[0]) >= 2 for line in resumed), err[-3000:]
     assert transcripts(json.loads(output.read_text())) == transcripts(json.loads(reference.read_text()))
     assert stream_family(Path(str(output) + ".partial.jsonl")) == [], "streams left after a complete run"
 

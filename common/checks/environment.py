@@ -114,7 +114,7 @@ def card_checks(script: str = "inference.py --audio AUDIO --output OUT.json") ->
                              "install torch_npu with CANN's HCCL (multi-card runs still work over gloo)", warn_only=True))
     else:
         checks.append(Check("collectives", PASS, backend))
-    checks.append(Check("torchrun", PASS, f"torchrun --nproc-per-node {len(cards)} {script}"))
+    checks.append(Check("torchrun", PASS, f"torchrun --nproc-per-node {len(cards)} --max-restarts 3 {script}"))
     return checks
 
 

@@ -41,6 +41,7 @@ class AccuracyRun:
     output: Optional[str] = None  # the results JSON; its stream sits beside it
     resume: bool = False
     reference_results: Optional[str] = None  # reuse these reference transcripts
+    reference_sides: Optional[dict] = None  # or these, by resolved path (reference_sides_of)
     command_line: str = ""
     truth_text: Optional[str] = None  # ground truth for a single input
     progress: bool = False
@@ -66,6 +67,12 @@ def load_reference_results(path: str) -> dict[str, dict]:
         raise SetupError(f"--reference-results {path}: holds no reference transcripts (with word timestamps, or "
                          "a NeMo result manifest's pred_text)")
     return sides
+
+
+def reference_sides_of(document: dict) -> dict[str, dict]:
+    """The reference side of every compared file of an accuracy document, by resolved path: a
+    second card compares against them instead of running the CPU reference again."""
+    return {os.path.realpath(entry["path"]): entry["side"] for entry in _reference_entries(document, "")}
 
 
 def _json_documents(path: str, text: str) -> list[dict]:
@@ -116,7 +123,7 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
     verdict per card, publishes and returns the document; the other ranks return None."""
     if run.output:
         check_output_file(run.output, [i.path for i in items if os.path.exists(i.path)])
-    reused = load_reference_results(run.reference_results) if run.reference_results else {}
+    reused = run.reference_sides or (load_reference_results(run.reference_results) if run.reference_results else {})
     settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
     prepare_device(reference.device, exact_fp32=True)
     fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
@@ -146,12 +153,7 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
             stream = None
         result = summarize(files, options)
         if world.ranked:
-            result["cards"] = per_card(files, options, summaries)
-            for card in result["cards"]:
-                if not card["verdict"]["passed"]:  # the whole set can pass while one card does not
-                    result["verdict"]["passed"] = False
-                    result["verdict"]["failures"].append(f"{card['card']} (rank {card['rank']}) disagrees: "
-                                                         + "; ".join(card["verdict"]["failures"]))
+            add_card_verdicts(result, files, options, {s["card"]: s["rank"] for s in summaries})
         document = _document(target, reference, target_source, reference_source, items, options, run, settings, result)
         if world.ranked:
             document["ranks"] = summaries
@@ -168,18 +170,26 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
         ranked.close()
 
 
-def per_card(files: list[dict], options: AccuracyOptions, summaries: list[dict]) -> list[dict]:
-    """A verdict per card (the `card` each file was compared on; files an earlier run compared
-    count for the card they ran on), so a card that disagrees with the CPU is named."""
-    ranks = {s["card"]: s["rank"] for s in summaries}
+def add_card_verdicts(result: dict, files: list[dict], options: AccuracyOptions, ranks: dict) -> None:
+    """`result["cards"]`: a verdict per card (the `card` each file was compared on; files an
+    earlier run compared count for the card they ran on), so a card that disagrees with the CPU
+    is named; one failing card fails the whole verdict, even if the set passes. `ranks`: card ->
+    the rank that used it (torchrun), empty when one process checked the cards in turn."""
     cards = sorted({f.get("card", "?") for f in files}, key=lambda c: (ranks.get(c, len(ranks)), c))
-    entries = []
+    result["cards"] = []
     for card in cards:
-        result = summarize([f for f in files if f.get("card", "?") == card], options)
-        entries.append({"card": card, "rank": ranks.get(card), "aggregate": {k: result["aggregate"][k] for k in (
+        summary = summarize([f for f in files if f.get("card", "?") == card], options)
+        result["cards"].append({"card": card, "rank": ranks.get(card), "aggregate": {k: summary["aggregate"][k] for k in (
             "files", "compared", "errors", "exact_matches", "match_rate", "wer", "cer")},
-            "verdict": result["verdict"], "summary": summary_line(result)})
-    return entries
+            "verdict": summary["verdict"], "summary": summary_line(summary)})
+        if not summary["verdict"]["passed"]:
+            where = f" (rank {ranks[card]})" if card in ranks else ""
+            result["verdict"]["passed"] = False
+            result["verdict"]["failures"].append(f"{card}{where} disagrees: " + "; ".join(summary["verdict"]["failures"]))
+
+
+def cards_summary_line(result: dict) -> str:
+    return summary_line(result) + _cards_line(result)
 
 
 def _document(target, reference, target_source, reference_source, items, options, run, settings, result) -> dict:
@@ -195,7 +205,7 @@ def _document(target, reference, target_source, reference_source, items, options
         "long_audio_seconds": options.long_audio_seconds,
         "normalizer": NORMALIZER,
         "accuracy": result,
-        "summary": summary_line(result) + _cards_line(result),
+        "summary": cards_summary_line(result),
     }
 
 

@@ -42,6 +42,11 @@ class RankedRun(Generic[Result]):
         if self.world.ranked and base is None:
             raise SetupError("under torchrun give --output FILE (or --output-dir DIR): the ranks keep their "
                              "records beside it and rank 0 merges them there")
+        if self.world.restart and not resume:
+            # torchrun --max-restarts restarted the group after a rank failed: what every rank
+            # finished is in the streams, so this attempt runs only the rest
+            self.say(f"restart {self.world.restart} of the group: resuming from the ranks' streams")
+            resume = True
         done = read_family(base, settings, resume, RESUME_HINT) if base else {}
         self.coordinator = Coordinator(self.world, self.device)
         self.coordinator.barrier()  # the start barrier: every rank has read; from here on ranks write

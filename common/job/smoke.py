@@ -1,5 +1,7 @@
 """The one-command smoke test: dry-run checks, then accuracy (device vs CPU), then performance
-(device and CPU), in one process, each (model, device) loaded once."""
+(device and CPU), in one process, each (model, device) loaded once. With `all_cards` the
+accuracy and performance stages run on every visible card in turn, against one CPU reference:
+a health check of the host."""
 
 from __future__ import annotations
 
@@ -8,16 +10,17 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..checks.environment import checks_document, run_checks
-from ..device.accelerators import resolve_device
+from ..device.accelerators import DeviceChoice, resolve_device, visible_cards
 from ..device.threads import use_threads
 from ..engine.precision import check_dtype_for_device, cpu_precision_warning
 from ..engine.transcriber import LONG_AUDIO_SECONDS
 from ..files import write_json_atomic
 from ..inputs.sources import InputOptions, collect_inputs
-from ..measure.accuracy import AccuracyOptions
+from ..errors import SetupError
+from ..measure.accuracy import AccuracyOptions, summarize
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
 from ..model.loading import ModelPool, resolve_model_source
-from .accuracy import AccuracyRun, accuracy_check
+from .accuracy import AccuracyRun, accuracy_check, add_card_verdicts, cards_summary_line, reference_sides_of
 
 REFERENCE_DEVICE = "cpu"
 ACCURACY_FILE = "accuracy.json"  # the accuracy stage's own results, beside report.json
@@ -41,6 +44,7 @@ class SmokeOptions:
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the one long-audio rule, in every stage
     inputs: InputOptions = InputOptions()  # layout, columns, --limit
     threads: Optional[int] = None  # CPU threads; None: one per physical core
+    all_cards: bool = False  # accuracy and perf on every visible card, not only `device`
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -56,6 +60,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     check_dtype_for_device(options.dtype, target.device)
     if target.warning:
         say(f"warning: {target.warning}")
+    cards = _cards(target, options.all_cards)
     threads = use_threads(options.threads)
     say(f"device: {target.device} ({target.reason}); {threads} CPU thread(s)")
     slow = cpu_precision_warning(options.dtype) if target.device == "cpu" else None
@@ -68,24 +73,12 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     say("cold start: loading the model and timing its first call ...")
     document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds,
                                                 options.long_audio_seconds)
-    say("accuracy: comparing the device with the CPU ...")
-    output = os.path.join(options.report_dir, ACCURACY_FILE) if options.report_dir else None
-    accuracy_run = AccuracyRun(output=output, resume=options.resume, command_line=command_line, say=say)
-
-    def publish(accuracy_document: dict) -> None:
-        if output:
-            write_json_atomic(output, accuracy_document)
-
-    accuracy = accuracy_check(
-        target, reference, source, source, pool, collect_inputs(list(options.audio), options.inputs),
-        AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
-                        max_wer=options.max_wer, debug=options.debug,
-                        long_audio_seconds=options.long_audio_seconds, seed=options.inputs.seed),
-        accuracy_run, publish)
+    say(f"accuracy: comparing {', '.join(c.device for c in cards)} with the CPU ...")
+    accuracy = _accuracy_stage(cards, reference, source, pool, options, command_line, say)
     document["accuracy"] = accuracy
     document["stages"]["accuracy"] = "passed" if accuracy["accuracy"]["verdict"]["passed"] else "failed"
     say("performance: timing the device and the CPU ...")
-    devices = list({c.device: c for c in (target, reference)}.values())
+    devices = list({c.device: c for c in (*cards, reference)}.values())
     perf_options = PerfOptions(warmup=options.warmup, runs=options.runs, long_audio_seconds=options.long_audio_seconds)
     perf = run_perf(devices, source, pool, signals, PerfSweep(dtypes=(options.dtype,)), perf_options, import_seconds,
                     command_line)
@@ -99,3 +92,52 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
 
 def smoke_passed(document: dict) -> bool:
     return all(state == "passed" for state in document["stages"].values())
+
+
+def _cards(target: DeviceChoice, all_cards: bool) -> list[DeviceChoice]:
+    """The cards the accuracy and perf stages run on: the target, or every visible card of its kind."""
+    if not all_cards:
+        return [target]
+    cards = [card for card in visible_cards() if card.split(":")[0] == target.type]
+    if not cards:
+        raise SetupError(f"--all-cards: no NPU or CUDA card to check (--device {target.device}; the CPU is "
+                         "the reference)")
+    return [resolve_device(card) for card in cards]
+
+
+def _accuracy_stage(cards: list[DeviceChoice], reference: DeviceChoice, source, pool: ModelPool,
+                    options: SmokeOptions, command_line: str, say) -> dict:
+    """Every card against the CPU; the reference transcribed once, on the first card's pass.
+    Each card keeps its comparisons (durable, resumable) in its own file of the report folder."""
+    items = collect_inputs(list(options.audio), options.inputs)
+    accuracy_options = AccuracyOptions(dtype=options.dtype, warmup=options.warmup, min_match=options.min_match,
+                                       max_wer=options.max_wer, debug=options.debug,
+                                       long_audio_seconds=options.long_audio_seconds, seed=options.inputs.seed)
+    documents, sides = [], None
+    for card in cards:
+        name = ACCURACY_FILE if len(cards) == 1 else f"accuracy.{card.device.replace(':', '')}.json"
+        output = os.path.join(options.report_dir, name) if options.report_dir else None
+        run = AccuracyRun(output=output, resume=options.resume, command_line=command_line, say=say,
+                          reference_sides=sides)
+        documents.append(accuracy_check(card, reference, source, source, pool, items, accuracy_options, run,
+                                        _publisher(output)))
+        sides = sides or reference_sides_of(documents[0])
+    if len(cards) == 1:
+        return documents[0]
+    combined = _cards_document(documents, accuracy_options)
+    _publisher(os.path.join(options.report_dir, ACCURACY_FILE) if options.report_dir else None)(combined)
+    return combined
+
+
+def _publisher(output: Optional[str]) -> Callable[[dict], None]:
+    return (lambda document: write_json_atomic(output, document)) if output else (lambda document: None)
+
+
+def _cards_document(documents: list[dict], options: AccuracyOptions) -> dict:
+    """One accuracy document for several cards: all comparisons, a verdict per card."""
+    files = [f for document in documents for f in document["accuracy"]["files"]]
+    result = summarize(files, options)
+    add_card_verdicts(result, files, options, {})
+    return {**documents[0], "accuracy": result, "summary": cards_summary_line(result),
+            "targets": [document["target"] for document in documents],
+            "inputs": documents[0]["inputs"]}

@@ -34,6 +34,7 @@ class World:
     local_rank: int = 0
     size: int = 1
     local_size: int = 1
+    restart: int = 0  # torchrun's TORCHELASTIC_RESTART_COUNT: how often the group was restarted
 
     @property
     def ranked(self) -> bool:
@@ -68,7 +69,8 @@ def world_from_env(env=None) -> World:
         return World()
     size = _env_int(env, "WORLD_SIZE", 1)
     world = World(rank=_env_int(env, "RANK", None), local_rank=_env_int(env, "LOCAL_RANK", None), size=size,
-                  local_size=_env_int(env, "LOCAL_WORLD_SIZE", size))
+                  local_size=_env_int(env, "LOCAL_WORLD_SIZE", size),
+                  restart=_env_int(env, "TORCHELASTIC_RESTART_COUNT", 0))
     if not (0 <= world.rank < world.size and 0 <= world.local_rank < world.local_size):
         raise SetupError(f"torchrun: RANK={world.rank} LOCAL_RANK={world.local_rank} outside WORLD_SIZE="
                          f"{world.size} / LOCAL_WORLD_SIZE={world.local_size}")
@@ -146,6 +148,17 @@ def _backend_available(name: str) -> bool:
         return name in getattr(dist.Backend, "backend_list", [])
 
 
+def _attempt_store(world: World, timeout: float):
+    """torchrun's store (env://), its keys under this attempt's prefix. After a restart
+    (--max-restarts) the store still holds the failed attempt's keys; torch 2.13 no longer
+    prefixes them, and gloo then dials the dead workers' ports (connectFullMesh refused)."""
+    import torch.distributed as dist
+
+    store, _, _ = next(dist.rendezvous("env://", rank=world.rank, world_size=world.size,
+                                       timeout=datetime.timedelta(seconds=timeout)))
+    return dist.PrefixStore(f"parakeet/attempt_{world.restart}/", store)
+
+
 class Coordinator:
     """torch.distributed for meeting points only. A world of one does nothing."""
 
@@ -164,8 +177,8 @@ class Coordinator:
             raise SetupError("torchrun: this torch has no torch.distributed")
         timeout = float(os.environ.get("PARAKEET_RANK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS))
         set_current_device(device)  # hccl/nccl object collectives use the current card
-        dist.init_process_group(self.backend, rank=world.rank, world_size=world.size,
-                                timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(self.backend, store=_attempt_store(world, timeout), rank=world.rank,
+                                world_size=world.size, timeout=datetime.timedelta(seconds=timeout))
 
     def barrier(self) -> None:
         if self.world.ranked:

@@ -16,6 +16,7 @@ from typing import Optional
 from ..measure.compare import NORMALIZER, aligned_word_offsets, normalize_english
 from ..measure.confidence import bootstrap_interval, rate, utterance_counts
 from . import plots
+from .tables import CARD_HEADERS, card_rows
 
 MAX_DIFFERENCES = 200  # differing utterances shown in full; the JSON has them all
 
@@ -146,6 +147,9 @@ def _accuracy_tables(document: dict) -> str:
          f"({agg['drift']['aligned_words']} words)"],
     ]
     parts = ["<h2>Accuracy</h2>", _table(["measure", "value (95% bootstrap interval)"], rows, {1})]
+    if result.get("cards"):
+        parts += ["<p>Every card against the CPU reference:</p>",
+                  _table(CARD_HEADERS, [[_e(str(v)) for v in row] for row in card_rows(result)], {1, 2, 3})]
     truth = agg.get("truth")
     if truth:
         c = truth.get("confidence") or {}

@@ -22,6 +22,17 @@ def interval_text(estimate: dict, signed: bool = False) -> str:
     return f"{estimate['value']:{spec}}" + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
 
 
+def card_rows(result: dict) -> list[list]:
+    """A row per card of a multi-card check (torchrun ranks, or --all-cards): card, files
+    compared, exact matches, WER, verdict."""
+    return [[c["card"], f"{c['aggregate']['compared']} of {c['aggregate']['files']}", c["aggregate"]["exact_matches"],
+             _fmt(c["aggregate"]["wer"], ".4f"), "PASS" if c["verdict"]["passed"] else "FAIL"]
+            for c in result.get("cards") or []]
+
+
+CARD_HEADERS = ["card", "compared", "exact matches", "WER", "verdict"]
+
+
 def accuracy_table(document: dict) -> str:
     from tabulate import tabulate
 
@@ -63,6 +74,8 @@ def accuracy_table(document: dict) -> str:
                          + ", target - reference " + interval_text(confidence["difference"]["wer"], signed=True))
         if document.get("normalizer"):
             lines.append(f"  normalizer: {document['normalizer']}")
+    if result.get("cards"):
+        lines += ["", tabulate(card_rows(result), headers=CARD_HEADERS, tablefmt="simple", disable_numparse=True), ""]
     timing = agg["timing"]
     lines.append(f"timing (secondary; accuracy_run_perf.py measures speed properly): RTFx reference "
                  f"{_fmt(timing['reference']['rtfx'], '.2f')}, target {_fmt(timing['device']['rtfx'], '.2f')}")
@@ -168,6 +181,18 @@ def checks_table(checks: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _targets(accuracy: dict) -> str:
+    """The device(s) compared: one, or every card of an --all-cards check."""
+    return ", ".join(t["device"] for t in accuracy.get("targets") or [accuracy["target"]])
+
+
+def _cards_first(summary: str) -> str:
+    """A summary whose per-card part ("cards: 7 of 8 agree, disagreeing: npu:5") comes first, so
+    a truncated table cell still names the failing card."""
+    head, found, cards = summary.partition("; cards: ")
+    return f"cards: {cards}; {head}" if found else summary
+
+
 def _md_cell(text, limit: int = 120) -> str:
     text = str(text).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -193,8 +218,8 @@ def smoke_markdown(document: dict) -> str:
               f"| Environment checks | {_verdict(stages['checks'])}: {counts['PASS']} pass, {counts['WARN']} warn, "
               f"{counts['FAIL']} fail |"]
     if accuracy:
-        lines.append(f"| Accuracy ({accuracy['target']['device']} vs {accuracy['reference']['device']}, "
-                     f"{accuracy['target']['dtype']}) | {_md_cell(accuracy['summary'])} |")
+        lines.append(f"| Accuracy ({_targets(accuracy)} vs {accuracy['reference']['device']}, "
+                     f"{accuracy['target']['dtype']}) | {_md_cell(_cards_first(accuracy['summary']))} |")
     if perf:
         lines.append(f"| Performance | {_verdict(stages['perf'])} (transcripts of both engines "
                      f"{'identical' if perf['engines_identical'] else 'DIFFER'}) |")
@@ -204,15 +229,20 @@ def smoke_markdown(document: dict) -> str:
         lines += ["Stopped after the environment checks:", ""] + [f"- {c['name']}: {c['value']} -> {c['fix']}"
                                                                    for c in failed]
         return "\n".join(lines) + "\n"
-    target, ref = accuracy["target"]["device"], accuracy["reference"]["device"]
+    target, ref = _targets(accuracy), accuracy["reference"]["device"]
+    cards = accuracy["accuracy"].get("cards")
+    if cards:
+        lines += ["## Cards", "", "| " + " | ".join(h.capitalize() if h != "WER" else h for h in CARD_HEADERS) + " |", "|---" * len(CARD_HEADERS) + "|"]
+        lines += ["| " + " | ".join(map(str, row)) + " |" for row in card_rows(accuracy["accuracy"])] + [""]
     lines += ["## Accuracy", "", f"| File | Audio (s) | Match | WER | device ({target}) transcript | "
               f"reference ({ref}) transcript |",
               "|---|---|---|---|---|---|"]
     for f in accuracy["accuracy"]["files"]:
+        name = os.path.basename(f["path"]) + (f" ({f.get('card')})" if cards else "")
         if f.get("error"):
-            lines.append(f"| {_md_cell(os.path.basename(f['path']))} | - | ERROR | - | {_md_cell(f['error'])} | |")
+            lines.append(f"| {_md_cell(name)} | - | ERROR | - | {_md_cell(f['error'])} | |")
         else:
-            lines.append(f"| {_md_cell(os.path.basename(f['path']))} | {f['duration']:.2f} | "
+            lines.append(f"| {_md_cell(name)} | {f['duration']:.2f} | "
                          f"{'yes' if f['match'] else 'NO'} | {f['wer']:.4f} | {_md_cell(f['device']['text'])} | "
                          f"{_md_cell(f['reference']['text'])} |")
     truth = accuracy["accuracy"]["aggregate"].get("truth")
