@@ -137,9 +137,29 @@ def first_conv_widths(monkeypatch) -> list[int]:
     return widths
 
 
+@pytest.fixture
+def stft_widths(monkeypatch) -> list[int]:
+    """The number of samples of every STFT the featurizer takes (20 M for 21 minutes of audio,
+    whose STFT and its copies hold about 0.9 GB)."""
+    widths: list[int] = []
+    real = transcriber._run_engine
+
+    def watch(loaded, *args):
+        featurizer = loaded.model.preprocessor.featurizer
+        stft = featurizer.stft
+        featurizer.stft = lambda x: (widths.append(x.shape[1]), stft(x))[1]
+        try:
+            return real(loaded, *args)
+        finally:
+            del featurizer.stft
+
+    monkeypatch.setattr(transcriber, "_run_engine", watch)
+    return widths
+
+
 @pytest.mark.parametrize("engine", ["nemo", "batched"])
 def test_a_long_file_never_reaches_the_subsampling_whole(capsys, tmp_path, tiny_nemo, clips, first_conv_widths,
-                                                         engine):
+                                                         stft_widths, engine):
     from common.engine.long_audio import CONTEXT_FRAMES, PIECE_FRAMES
 
     long = tmp_path / "minute.wav"
@@ -151,6 +171,7 @@ def test_a_long_file_never_reaches_the_subsampling_whole(capsys, tmp_path, tiny_
     assert code == 0 and [r.get("attention") for r in results] == [LOCAL, None]
     assert frames > PIECE_FRAMES + 2 * CONTEXT_FRAMES
     assert max(first_conv_widths) <= (PIECE_FRAMES + 2 * CONTEXT_FRAMES) // 2 + 1
+    assert max(stft_widths) <= (PIECE_FRAMES + 2 * CONTEXT_FRAMES) * 160 < frames * 160
 
 
 def test_pieces_give_the_subsampled_features_of_the_whole_file(tiny_nemo, inputs):
@@ -171,3 +192,26 @@ def test_pieces_give_the_subsampled_features_of_the_whole_file(tiny_nemo, inputs
     assert features.shape[2] > 4 * 256
     assert torch.equal(whole[1], pieced[1])
     torch.testing.assert_close(pieced[0], whole[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 80, 159])
+def test_features_in_pieces_are_the_features_of_the_whole_file(tiny_nemo, inputs, cut):
+    """Bit for bit: every log-mel frame is computed from the same samples; normalization, masking
+    and padding run once over the whole, as in NeMo's forward. `cut` samples off the end leave a
+    last frame at every offset within a hop."""
+    import torch
+
+    from common.engine.long_audio import features_in_pieces
+    from common.model.loading import load_model
+
+    model = load_model(str(tiny_nemo), "cpu").model
+    signal = torch.from_numpy(load_audio(inputs[1]))[None]
+    signal = signal[:, :signal.shape[1] - cut]
+    length = torch.tensor([signal.shape[1]])
+    with torch.inference_mode():
+        whole, whole_lengths = model.preprocessor(input_signal=signal, length=length)
+        with features_in_pieces(model.preprocessor.featurizer, piece_frames=300, context_frames=8):
+            pieced, pieced_lengths = model.preprocessor(input_signal=signal, length=length)
+    assert whole.shape[2] > 4 * 300
+    assert torch.equal(whole_lengths, pieced_lengths)
+    assert torch.equal(whole, pieced)

@@ -1,8 +1,10 @@
-"""Long audio: what changes in the encoder while a file above the long-audio threshold runs
-alone. Attention becomes local (NeMo's documented setting: memory linear in audio length), and
-the subsampling convolutions run over the features in overlapping pieces of time, because their
+"""Long audio: what changes in the model while a file above the long-audio threshold runs
+alone. Attention becomes local (NeMo's documented setting: memory linear in audio length); the
+subsampling convolutions run over the features in overlapping pieces of time, because their
 first layer alone would otherwise hold 256 channels x half the frames x 64 bins at once (4 GB
-for 21 minutes of audio in parakeet) whatever the attention."""
+for 21 minutes of audio in parakeet) whatever the attention; and the log-mel features are
+computed in overlapping pieces too (the STFT of 20 M samples and its copies hold about 0.9 GB),
+then normalized over the whole file as in one pass."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def long_audio_encoder(model):
     model.change_attention_model(LOCAL_ATTENTION[0], LOCAL_ATTENTION[1], update_config=False)
     model.eval()  # the new attention modules are created in training mode (dropout on)
     try:
-        with subsampling_in_pieces(model.encoder.pre_encode):
+        with features_in_pieces(model.preprocessor.featurizer), subsampling_in_pieces(model.encoder.pre_encode):
             yield f"{LOCAL_ATTENTION[0]} {LOCAL_ATTENTION[1]}"
     finally:
         model.change_attention_model(original_model, original_context, update_config=False)
@@ -73,3 +75,62 @@ def _in_pieces(subsample, x, lengths, factor: int, piece_frames: int, context_fr
         kept.append(out[:, first:last])
         kept_valid += min(max(int(out_lengths[0]) - first, 0), last - first)
     return torch.cat(kept, dim=1), torch.full_like(out_lengths, kept_valid)
+
+
+@contextlib.contextmanager
+def features_in_pieces(featurizer, piece_frames: int = PIECE_FRAMES, context_frames: int = CONTEXT_FRAMES):
+    """Make NeMo's FilterbankFeatures compute a single long input's log-mel frames in pieces of
+    `piece_frames` with `context_frames` of audio on each side (each frame depends only on the
+    n_fft samples around it, and the first on the preemphasis of the sample before), then
+    normalize, mask and pad the whole as its forward does. Other inputs, and settings whose frames
+    are not centred (exact_pad, frame splicing), run as they are."""
+    hop, n_fft = getattr(featurizer, "hop_length", 0), getattr(featurizer, "n_fft", 0)
+    if (not hop or getattr(featurizer, "stft_pad_amount", None) is not None or getattr(featurizer, "exact_pad", False)
+            or getattr(featurizer, "frame_splicing", 1) != 1 or context_frames * hop <= n_fft // 2 + 1):
+        yield
+        return
+
+    def in_pieces(original):
+        def forward(x, seq_len, linear_spec=False):
+            if (linear_spec or featurizer.training or x.shape[0] != 1 or int(seq_len[0]) != x.shape[1]
+                    or x.shape[1] <= (piece_frames + 2 * context_frames) * hop):
+                return original(x, seq_len, linear_spec=linear_spec) if linear_spec else original(x, seq_len)
+            return _features_in_pieces(featurizer, original, x, seq_len, piece_frames, context_frames)
+        return forward
+
+    with wrapped_forward(featurizer, in_pieces):
+        yield
+
+
+def _features_in_pieces(featurizer, features, x, seq_len, piece_frames: int, context_frames: int):
+    """Unnormalized log-mel frames of x[:, low*hop:high*hop] for each piece (NeMo's own forward
+    with normalization and padding off), of each piece its own frames, then NeMo's tail."""
+    import torch
+    from nemo.collections.asr.parts.preprocessing.features import normalize_batch
+
+    hop, samples = featurizer.hop_length, x.shape[1]
+    frames = samples // hop + 1  # a centred STFT's frame count
+    normalize, pad_to = featurizer.normalize, featurizer.pad_to
+    featurizer.normalize, featurizer.pad_to = None, 0
+    try:
+        kept = []
+        for start in range(0, frames, piece_frames):
+            stop = min(frames, start + piece_frames)
+            low, high = max(0, start - context_frames), min(frames, stop + context_frames)
+            piece = x[:, low * hop: min(samples, high * hop)]
+            out, _ = features(piece, torch.full_like(seq_len, piece.shape[1]))
+            kept.append(out[:, :, start - low: stop - low])
+    finally:
+        featurizer.normalize, featurizer.pad_to = normalize, pad_to
+    x = torch.cat(kept, dim=2)
+    del kept
+    seq_len = featurizer.get_seq_len(seq_len)
+    if normalize:
+        x, _, _ = normalize_batch(x, seq_len, normalize_type=normalize)
+    mask = torch.arange(x.size(-1), device=x.device).unsqueeze(0) >= seq_len.unsqueeze(1)
+    x = x.masked_fill(mask.unsqueeze(1), featurizer.pad_value)
+    if pad_to == "max":
+        x = torch.nn.functional.pad(x, (0, featurizer.max_length - x.size(-1)), value=featurizer.pad_value)
+    elif pad_to > 0 and x.size(-1) % pad_to:
+        x = torch.nn.functional.pad(x, (0, pad_to - x.size(-1) % pad_to), value=featurizer.pad_value)
+    return x, seq_len
