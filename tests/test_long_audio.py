@@ -4,6 +4,7 @@ with local attention, and its record says so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -215,3 +216,54 @@ def test_features_in_pieces_are_the_features_of_the_whole_file(tiny_nemo, inputs
     assert whole.shape[2] > 4 * 300
     assert torch.equal(whole_lengths, pieced_lengths)
     assert torch.equal(whole, pieced)
+
+
+def test_local_attention_never_sees_a_long_file_whole(monkeypatch, capsys, tmp_path, tiny_nemo, clips):
+    from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttentionLongformer
+
+    from common.engine import long_audio
+
+    widths: list[int] = []
+    real = RelPositionMultiHeadAttentionLongformer.forward
+
+    def spy(self, query, *args, **kwargs):
+        widths.append(query.shape[1])
+        return real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(RelPositionMultiHeadAttentionLongformer, "forward", spy)
+    monkeypatch.setattr(long_audio, "ATTENTION_PIECE_FRAMES", 200)
+    long = tmp_path / "minute.wav"
+    soundfile.write(long, np.concatenate([load_audio(c) for c in clips] * 6), 16000)
+    code = inference.main(["--model", str(tiny_nemo), "--long-audio-seconds", str(THRESHOLD), "--json", str(long)])
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    frames = soundfile.info(long).frames / 16000 / 0.08
+    assert code == 0 and result["attention"] == LOCAL
+    assert widths and max(widths) <= 200 + 2 * 128 < frames
+
+
+def test_local_attention_in_pieces_gives_the_encoding_of_the_whole_file(tiny_nemo, inputs):
+    """Each query sees the same keys either way; the weights are shared with the model's own
+    attention modules, and after the block those modules are back."""
+    import torch
+
+    from common.engine import long_audio
+    from common.engine.long_audio import attention_in_pieces, local_attention
+    from common.model.loading import load_model
+
+    model = load_model(str(tiny_nemo), "cpu").model
+    before = [layer.self_attn for layer in model.encoder.layers]
+    signal = torch.from_numpy(load_audio(inputs[1]))[None]
+    with torch.inference_mode():
+        features, lengths = model.preprocessor(input_signal=signal, length=torch.tensor([signal.shape[1]]))
+        with local_attention(model.encoder):
+            for layer, original in zip(model.encoder.layers, before):
+                assert layer.self_attn.linear_q.weight is original.linear_q.weight  # shared, not copied
+            whole, whole_lengths = model.encoder(audio_signal=features, length=lengths)
+            with contextlib.ExitStack() as stack:
+                for layer in model.encoder.layers:
+                    stack.enter_context(attention_in_pieces(layer.self_attn, 128, piece_frames=64))
+                pieced, pieced_lengths = model.encoder(audio_signal=features, length=lengths)
+    assert 64 + 2 * 128 < whole.shape[2] < long_audio.ATTENTION_PIECE_FRAMES  # one pass by default, pieces of 64
+    assert torch.equal(whole_lengths, pieced_lengths)
+    torch.testing.assert_close(pieced, whole, rtol=0, atol=1e-5)
+    assert [layer.self_attn for layer in model.encoder.layers] == before

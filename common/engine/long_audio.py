@@ -9,6 +9,7 @@ then normalized over the whole file as in one pass."""
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 from .forwards import wrapped_forward
 
@@ -18,23 +19,74 @@ LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 # so every output frame kept is computed from exactly the inputs it has in one pass.
 PIECE_FRAMES = 4096
 CONTEXT_FRAMES = 64
+# Encoder frames (80 ms each) per local-attention piece; the context is the attention's window.
+ATTENTION_PIECE_FRAMES = 2048
 
 
 @contextlib.contextmanager
 def long_audio_encoder(model):
-    """Local attention and subsampling in pieces inside the block; the model as it was after.
-    Yields the attention's description, which a long file's record carries."""
-    encoder_cfg = model.cfg.encoder
-    original_model = encoder_cfg.get("self_attention_model", "rel_pos")
-    original_context = list(encoder_cfg.get("att_context_size", [-1, -1]) or [-1, -1])
-    model.change_attention_model(LOCAL_ATTENTION[0], LOCAL_ATTENTION[1], update_config=False)
-    model.eval()  # the new attention modules are created in training mode (dropout on)
+    """Local attention and subsampling and features in pieces inside the block; the model as it
+    was after. Yields the attention's description, which a long file's record carries."""
+    with local_attention(model.encoder), features_in_pieces(model.preprocessor.featurizer), \
+            subsampling_in_pieces(model.encoder.pre_encode):
+        yield f"{LOCAL_ATTENTION[0]} {LOCAL_ATTENTION[1]}"
+
+
+@contextlib.contextmanager
+def local_attention(encoder):
+    """NeMo's own switch to local attention (`change_attention_model`), its new modules built on
+    the meta device and then given the existing weights (`assign=True`): NeMo's switch allocates
+    and copies every layer's attention weights (and pages in the originals), about 0.9 GB for
+    parakeet, twice per long file. After the block the original modules are put back as they were."""
+    import torch
+
+    layers = [m for m in encoder.modules() if hasattr(m, "self_attn") and hasattr(m, "self_attention_model")]
+    saved = [(layer, layer.self_attn, layer.self_attention_model) for layer in layers]
+    pos_enc, attention, context = encoder.pos_enc, encoder.self_attention_model, encoder.att_context_size
     try:
-        with features_in_pieces(model.preprocessor.featurizer), subsampling_in_pieces(model.encoder.pre_encode):
-            yield f"{LOCAL_ATTENTION[0]} {LOCAL_ATTENTION[1]}"
+        with torch.device("meta"):
+            encoder.change_attention_model(LOCAL_ATTENTION[0], LOCAL_ATTENTION[1], update_config=False)
+        for layer, original, _ in saved:
+            layer.self_attn.load_state_dict(original.state_dict(keep_vars=True), strict=False, assign=True)
+        encoder.set_max_audio_length(encoder.pos_emb_max_len)  # the new encoding's table on the real device
+        encoder.eval()  # the new attention modules are created in training mode (dropout on)
+        with contextlib.ExitStack() as stack:
+            for layer in layers:
+                stack.enter_context(attention_in_pieces(layer.self_attn, max(LOCAL_ATTENTION[1])))
+            yield
     finally:
-        model.change_attention_model(original_model, original_context, update_config=False)
-        model.eval()
+        for layer, original, kind in saved:
+            layer.self_attn, layer.self_attention_model = original, kind
+        encoder.pos_enc, encoder.self_attention_model, encoder.att_context_size = pos_enc, attention, context
+
+
+@contextlib.contextmanager
+def attention_in_pieces(attention, window: int, piece_frames: Optional[int] = None):
+    """Make a local-attention module (each query sees the `window` frames on either side) run a
+    single long sequence in pieces of `piece_frames` queries with `window` frames of context on
+    each side, keeping of each piece its own rows: NeMo's sliding-chunk attention holds several
+    copies of heads x frames x (2 window + 1) scores at once (about 1.5 GB for 21 minutes)."""
+    import torch
+
+    piece_frames = piece_frames or ATTENTION_PIECE_FRAMES
+
+    def in_pieces(original):
+        def forward(query, key, value, pad_mask, pos_emb, cache=None):
+            frames = query.shape[1]
+            if cache is not None or query.shape[0] != 1 or frames <= piece_frames + 2 * window:
+                return original(query=query, key=key, value=value, pad_mask=pad_mask, pos_emb=pos_emb, cache=cache)
+            kept = []
+            for start in range(0, frames, piece_frames):
+                stop = min(frames, start + piece_frames)
+                low, high = max(0, start - window), min(frames, stop + window)
+                out = original(query=query[:, low:high], key=key[:, low:high], value=value[:, low:high],
+                               pad_mask=pad_mask[:, low:high], pos_emb=pos_emb)
+                kept.append(out[:, start - low: stop - low])
+            return torch.cat(kept, dim=1)
+        return forward
+
+    with wrapped_forward(attention, in_pieces):
+        yield
 
 
 @contextlib.contextmanager
