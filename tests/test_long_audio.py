@@ -222,6 +222,7 @@ def test_local_attention_never_sees_a_long_file_whole(monkeypatch, capsys, tmp_p
     from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttentionLongformer
 
     from common.engine import long_audio
+    from common.model.loading import load_model
 
     widths: list[int] = []
     real = RelPositionMultiHeadAttentionLongformer.forward
@@ -238,16 +239,17 @@ def test_local_attention_never_sees_a_long_file_whole(monkeypatch, capsys, tmp_p
     result = json.loads(capsys.readouterr().out)["results"][0]
     frames = soundfile.info(long).frames / 16000 / 0.08
     assert code == 0 and result["attention"] == LOCAL
-    assert widths and max(widths) <= 200 + 2 * 128 < frames
+    context = long_audio.layer_reach(load_model(str(tiny_nemo), "cpu").model.encoder.layers[0]) + long_audio.LAYER_CONTEXT_MARGIN
+    assert widths and max(widths) <= 200 + 2 * context < frames
 
 
-def test_local_attention_in_pieces_gives_the_encoding_of_the_whole_file(tiny_nemo, inputs):
+def test_conformer_layers_in_pieces_give_the_encoding_of_the_whole_file(tiny_nemo, inputs):
     """Each query sees the same keys either way; the weights are shared with the model's own
     attention modules, and after the block those modules are back."""
     import torch
 
     from common.engine import long_audio
-    from common.engine.long_audio import attention_in_pieces, local_attention
+    from common.engine.long_audio import layer_in_pieces, local_attention
     from common.model.loading import load_model
 
     model = load_model(str(tiny_nemo), "cpu").model
@@ -261,9 +263,9 @@ def test_local_attention_in_pieces_gives_the_encoding_of_the_whole_file(tiny_nem
             whole, whole_lengths = model.encoder(audio_signal=features, length=lengths)
             with contextlib.ExitStack() as stack:
                 for layer in model.encoder.layers:
-                    stack.enter_context(attention_in_pieces(layer.self_attn, 128, piece_frames=64))
+                    stack.enter_context(layer_in_pieces(layer, long_audio.layer_reach(layer), piece_frames=64))
                 pieced, pieced_lengths = model.encoder(audio_signal=features, length=lengths)
-    assert 64 + 2 * 128 < whole.shape[2] < long_audio.ATTENTION_PIECE_FRAMES  # one pass by default, pieces of 64
+    assert 64 + 2 * long_audio.layer_reach(model.encoder.layers[0]) < whole.shape[2] < long_audio.ATTENTION_PIECE_FRAMES  # one pass by default, pieces of 64
     assert torch.equal(whole_lengths, pieced_lengths)
     torch.testing.assert_close(pieced, whole, rtol=0, atol=1e-5)
     assert [layer.self_attn for layer in model.encoder.layers] == before

@@ -19,8 +19,10 @@ LOCAL_ATTENTION = ("rel_pos_local_attn", [128, 128])
 # so every output frame kept is computed from exactly the inputs it has in one pass.
 PIECE_FRAMES = 4096
 CONTEXT_FRAMES = 64
-# Encoder frames (80 ms each) per local-attention piece; the context is the attention's window.
+# Encoder frames (80 ms each) per piece of a Conformer layer under local attention; its context:
+# the attention's window, half the convolution's kernel, and this margin.
 ATTENTION_PIECE_FRAMES = 2048
+LAYER_CONTEXT_MARGIN = 8
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def local_attention(encoder):
         encoder.eval()  # the new attention modules are created in training mode (dropout on)
         with contextlib.ExitStack() as stack:
             for layer in layers:
-                stack.enter_context(attention_in_pieces(layer.self_attn, max(LOCAL_ATTENTION[1])))
+                stack.enter_context(layer_in_pieces(layer, layer_reach(layer) + LAYER_CONTEXT_MARGIN))
             yield
     finally:
         for layer, original, kind in saved:
@@ -60,32 +62,42 @@ def local_attention(encoder):
         encoder.pos_enc, encoder.self_attention_model, encoder.att_context_size = pos_enc, attention, context
 
 
+def layer_reach(layer) -> int:
+    """How many frames on either side of an output frame a Conformer layer with local attention
+    reads: the attention's window, then half the depthwise convolution's kernel."""
+    kernel = getattr(getattr(layer, "conv", None), "depthwise_conv", None)
+    return max(LOCAL_ATTENTION[1]) + (kernel.kernel_size[0] // 2 if kernel is not None else 0)
+
+
 @contextlib.contextmanager
-def attention_in_pieces(attention, window: int, piece_frames: Optional[int] = None):
-    """Make a local-attention module (each query sees the `window` frames on either side) run a
-    single long sequence in pieces of `piece_frames` queries with `window` frames of context on
-    each side, keeping of each piece its own rows: NeMo's sliding-chunk attention holds several
-    copies of heads x frames x (2 window + 1) scores at once (about 1.5 GB for 21 minutes)."""
+def layer_in_pieces(layer, context_frames: int, piece_frames: Optional[int] = None):
+    """Make a Conformer layer with local attention run a single long sequence in pieces of
+    `piece_frames` with `context_frames` on each side (its receptive field: the attention's
+    window plus half the convolution's kernel), keeping of each piece its own rows. In one pass
+    NeMo's sliding-chunk attention holds several heads x frames x (2 window + 1) score tensors and
+    the feed-forward modules frames x 4096 activations at once (about 1.5 GB for 21 minutes)."""
     import torch
 
     piece_frames = piece_frames or ATTENTION_PIECE_FRAMES
 
     def in_pieces(original):
-        def forward(query, key, value, pad_mask, pos_emb, cache=None):
-            frames = query.shape[1]
-            if cache is not None or query.shape[0] != 1 or frames <= piece_frames + 2 * window:
-                return original(query=query, key=key, value=value, pad_mask=pad_mask, pos_emb=pos_emb, cache=cache)
+        def forward(x, att_mask=None, pos_emb=None, pad_mask=None, cache_last_channel=None, cache_last_time=None):
+            frames = x.shape[1]
+            if (cache_last_channel is not None or cache_last_time is not None or att_mask is not None
+                    or x.shape[0] != 1 or frames <= piece_frames + 2 * context_frames):
+                return original(x=x, att_mask=att_mask, pos_emb=pos_emb, pad_mask=pad_mask,
+                                cache_last_channel=cache_last_channel, cache_last_time=cache_last_time)
             kept = []
             for start in range(0, frames, piece_frames):
                 stop = min(frames, start + piece_frames)
-                low, high = max(0, start - window), min(frames, stop + window)
-                out = original(query=query[:, low:high], key=key[:, low:high], value=value[:, low:high],
-                               pad_mask=pad_mask[:, low:high], pos_emb=pos_emb)
+                low, high = max(0, start - context_frames), min(frames, stop + context_frames)
+                out = original(x=x[:, low:high], pos_emb=pos_emb,
+                               pad_mask=None if pad_mask is None else pad_mask[:, low:high])
                 kept.append(out[:, start - low: stop - low])
             return torch.cat(kept, dim=1)
         return forward
 
-    with wrapped_forward(attention, in_pieces):
+    with wrapped_forward(layer, in_pieces):
         yield
 
 
