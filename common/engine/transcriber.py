@@ -22,7 +22,7 @@ from .batched import decode_batch, per_clip_token_durations, tdt_loop
 from .encoders import encoder_at
 from .graph_decoding import use_decode_graphs
 from .long_audio import long_audio_encoder
-from .precision import autocast, fp32_features
+from .precision import autocast, fp32_features, lstm_kernels
 from .records import FileRecord, Timestamp, Transcript
 
 ENGINES = ("nemo", "batched")
@@ -162,7 +162,8 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOptions, long_audio: bool,
                       stages: Optional[dict], counts: Optional[dict]) -> list[Transcript]:
     attention = long_audio_encoder(loaded.model) if long_audio else contextlib.nullcontext()
-    with attention as mode, encoder_at(loaded, options.dtype, mode):
+    with attention as mode, encoder_at(loaded, options.dtype, mode), \
+            lstm_kernels(loaded.model, loaded.decoder_device or loaded.device, options.dtype):
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)
     return [
