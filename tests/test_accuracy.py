@@ -162,6 +162,30 @@ def test_bad_file_is_an_error_for_that_file(capsys, tiny_nemo, clips, tmp_path):
     assert doc["accuracy"]["verdict"]["failures"] == ["1 file(s) could not be compared"]
 
 
+def test_a_file_that_fails_to_transcribe_first_is_its_own_error(capsys, monkeypatch, tiny_nemo, clips):
+    """The first file is also the warm-up's: when the model fails on it (NeMo 2.2 does on some
+    degenerate outputs, raising from its timestamp code), that file gets the error and the rest
+    are still compared. The failure is injected into transcription by the file's length."""
+    import soundfile
+
+    from common.measure import accuracy
+
+    failing = soundfile.info(clips[0]).frames
+    real = accuracy.transcribe_signals
+
+    def fails_on_the_first_clip(loaded, signals, options, *args, **kwargs):
+        if len(signals[0]) == failing:
+            raise ValueError("offsets and tokens have to be of the same length")
+        return real(loaded, signals, options, *args, **kwargs)
+
+    monkeypatch.setattr(accuracy, "transcribe_signals", fails_on_the_first_clip)
+    code, out, _ = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--json", clips[0], clips[1])
+    files = json.loads(out)["accuracy"]["files"]
+    assert code == 1
+    assert clips[0] in files[0]["error"] and "ValueError: offsets and tokens" in files[0]["error"]
+    assert files[1]["match"] and files[1]["reference"]["text"]
+
+
 def test_setup_errors_exit_2(capsys, tiny_nemo, clips):
     code, _, err = run(capsys, "--model", tiny_nemo, "--device", "npu:0", clips[0])
     assert code == 2 and err.strip().startswith("error: --device npu:")

@@ -12,6 +12,7 @@ from ..errors import ToolkitError
 from ..inputs.audio import duration_seconds
 from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
+from ..signals import interruption
 from .compare import (
     aligned_word_offsets,
     corpus_error_rates,
@@ -94,18 +95,23 @@ def failed_entry(item: AudioInput, error: Exception) -> dict:
 
 def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[AudioInput],
             options: AccuracyOptions) -> None:
-    """Untimed runs on the first readable file, so first-call costs do not land in the timings."""
+    """Untimed runs on the first file that reads and transcribes, so first-call costs do not land
+    in the timings; a file that fails here is left to its own comparison to report."""
     for item in items:
         if item.error:
             continue
         try:
             signal = read_signal(item)
-        except ToolkitError:
+            for _ in range(options.warmup):
+                if reference is not None:
+                    _timed_transcript(reference, signal, options.side("fp32"))
+                _timed_transcript(target, signal, options.side(options.dtype))
+        except Exception as error:
+            if interruption(error) is not None:
+                raise interruption(error) from error
+            if options.debug:
+                raise
             continue
-        for _ in range(options.warmup):
-            if reference is not None:
-                _timed_transcript(reference, signal, options.side("fp32"))
-            _timed_transcript(target, signal, options.side(options.dtype))
         return
 
 
