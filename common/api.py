@@ -16,7 +16,8 @@ from typing import Optional, Sequence, Union
 
 from .engine.records import FileRecord
 from .engine.transcriber import TranscribeOptions, transcribe_inputs, transcribe_signals
-from .inputs.audio import SAMPLE_RATE, duration_seconds
+from .errors import InputError
+from .inputs.audio import SAMPLE_RATE, checked_array, duration_seconds
 from .inputs.sources import collect_inputs
 from .job.inference import timestamp_kinds
 
@@ -59,10 +60,19 @@ class Model:
                 records[index] = record
         return records
 
-    def _arrays(self, signals: list, options: TranscribeOptions) -> list[FileRecord]:
-        transcripts = transcribe_signals(self.loaded, signals, options)
-        return [FileRecord(f"<array {n}>", round(duration_seconds(s), 4), t.text, t.timestamps, attention=t.attention)
-                for n, (s, t) in enumerate(zip(signals, transcripts))]
+    def _arrays(self, arrays: list, options: TranscribeOptions) -> list[FileRecord]:
+        records, signals = [], {}
+        for n, array in enumerate(arrays):
+            try:
+                signals[n] = checked_array(f"<array {n}>", array)
+                records.append(None)
+            except InputError as error:
+                records.append(FileRecord(f"<array {n}>", error=str(error)))
+        transcripts = transcribe_signals(self.loaded, list(signals.values()), options) if signals else []
+        for (n, signal), t in zip(signals.items(), transcripts):
+            records[n] = FileRecord(f"<array {n}>", round(duration_seconds(signal), 4), t.text, t.timestamps,
+                                    attention=t.attention)
+        return records
 
 
 def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = "fp32", loader: str = "fast",

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -34,6 +35,13 @@ def test_model_transcribe_equals_the_script(capsys, tiny_nemo, clips, tmp_path):
     assert model.transcribe(signal).text == one.text
     missing = model.transcribe([clips[1], str(tmp_path / "gone.wav")])
     assert missing[0].ok and not missing[1].ok and "gone.wav" in missing[1].error
+    arrays = model.transcribe([np.zeros(0, np.float32), signal, np.full(800, np.nan, np.float32),
+                               np.stack([signal, signal]), (signal * 32767).astype(np.int16)])
+    assert [r.ok for r in arrays] == [False, True, False, False, False] and arrays[1].text == one.text
+    assert [r.error for r in arrays[::2]] == ["<array 0>: contains no audio samples",
+                                             "<array 2>: contains NaN or infinite samples",
+                                             "<array 4>: dtype int16: give float samples in [-1, 1]"]
+    assert arrays[3].error.startswith("<array 3>: shape (2, ")
 
 
 def test_check_accuracy_and_benchmark_return_typed_results(tiny_nemo, clips, tmp_path):

@@ -52,6 +52,16 @@ def load_audio_bytes(fetch, name: str, original_name: Optional[str] = None,
     return _checked(name, *_decode_bytes(data, name, original_name), sample_rate)
 
 
+def checked_array(name: str, samples) -> np.ndarray:
+    """An array given as audio (16 kHz mono samples), refused when it is not one."""
+    signal = np.asarray(samples)
+    if signal.ndim != 1:
+        raise AudioError(f"{name}: shape {signal.shape}: give 16 kHz mono samples, one dimension")
+    if not np.issubdtype(signal.dtype, np.floating):
+        raise AudioError(f"{name}: dtype {signal.dtype}: give float samples in [-1, 1]")
+    return _checked(name, signal, SAMPLE_RATE, SAMPLE_RATE)
+
+
 def _checked(name: str, signal: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     """The decoded samples of `name`, refused when empty or not finite, at `sample_rate`."""
     if signal.size == 0:
