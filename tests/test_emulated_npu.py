@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
+from packaging.version import Version
 
 from tests.conftest import REPO
 from tests.emulated_npu import missing_api
@@ -166,13 +168,21 @@ def test_all_cards_smoke_chain_names_the_card_that_disagrees(tiny_nemo, clips, t
     assert accuracy["summary"].endswith("cards: 1 of 2 agree, disagreeing: npu:1")
     assert [t["device"] for t in accuracy["targets"]] == ["npu:0", "npu:1"]
     assert [r["config"]["device"] for r in doc["perf"]["results"]] == ["npu:0", "npu:1", "cpu"]
-    # the reference ran once: card 1 compared against card 0's reference sides, latencies included
-    by_card = {card: {f["path"]: f["reference"] for f in accuracy["accuracy"]["files"] if f["card"] == card}
-               for card in ("npu:0", "npu:1")}
-    assert by_card["npu:0"] == by_card["npu:1"] and len(by_card["npu:0"]) == 2
+    # the reference ran once: card 1 compared against card 0's reference sides, latencies included.
+    # NeMo 2.2's own timestamp code raises on some of the broken card's degenerate outputs (hundreds
+    # of one token, no offsets): such a file is card 1's error, which fails the card all the same.
+    files = accuracy["accuracy"]["files"]
+    card0 = {f["path"]: f["reference"] for f in files if f["card"] == "npu:0"}
+    card1 = [f for f in files if f["card"] == "npu:1"]
+    compared = [f for f in card1 if not f.get("error")]
+    assert len(card0) == 2 and len(card1) == 2
+    assert all(f["reference"] == card0[f["path"]] for f in compared)
+    assert all("transcription failed (ValueError: `char_offsets`" in f["error"] for f in card1 if f.get("error"))
+    if Version(version("nemo_toolkit")) >= Version("2.7"):
+        assert len(compared) == 2
     assert sorted(p.name for p in tmp_path.glob("accuracy*.json")) == ["accuracy.json", "accuracy.npu0.json",
                                                                        "accuracy.npu1.json"]
-    assert "| npu:1 | 2 of 2 | 0 |" in (tmp_path / "report.md").read_text()
+    assert f"| npu:1 | {len(compared)} of 2 | 0 |" in (tmp_path / "report.md").read_text()
 
 
 def test_strict_mode_catches_a_misplaced_tensor():
