@@ -65,8 +65,9 @@ def cpu_flags() -> set:
 def lstm_kernels(model, device: str, dtype: str):
     """Inside the block the model's LSTMs (the TDT prediction network) run on PyTorch's own CPU
     kernels, still at `dtype`, where oneDNN cannot build a bf16 LSTM on this CPU; elsewhere nothing
-    changes. torch sends autocast's bf16 LSTM to oneDNN on any AVX-512 CPU, and on one without
-    AVX512-BF16 (CI's) every call fails: "could not create a primitive descriptor for the LSTM"."""
+    changes. torch sends autocast's bf16 LSTM to oneDNN, which on some CPUs without native bf16
+    (CI's; any CPU with oneDNN capped at AVX2) cannot build it: every call fails with "could not
+    create a primitive descriptor for the LSTM forward propagation primitive"."""
     if dtype != "bf16" or device.split(":")[0] != "cpu" or onednn_runs_bf16_lstm():
         yield
         return
