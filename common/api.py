@@ -61,16 +61,17 @@ class Model:
         return records
 
     def _arrays(self, arrays: list, options: TranscribeOptions) -> list[FileRecord]:
-        records, signals = [], {}
+        names = [f"<array {n}>" for n in range(len(arrays))]
+        records: list = [None] * len(arrays)
+        signals = {}
         for n, array in enumerate(arrays):
             try:
-                signals[n] = checked_array(f"<array {n}>", array)
-                records.append(None)
+                signals[n] = checked_array(names[n], array)
             except InputError as error:
-                records.append(FileRecord(f"<array {n}>", error=str(error)))
+                records[n] = FileRecord(names[n], error=str(error))
         transcripts = transcribe_signals(self.loaded, list(signals.values()), options) if signals else []
         for (n, signal), t in zip(signals.items(), transcripts):
-            records[n] = FileRecord(f"<array {n}>", round(duration_seconds(signal), 4), t.text, t.timestamps,
+            records[n] = FileRecord(names[n], round(duration_seconds(signal), 4), t.text, t.timestamps,
                                     attention=t.attention)
         return records
 

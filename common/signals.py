@@ -58,3 +58,13 @@ def interruption(error: BaseException) -> Optional[BaseException]:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def raise_unless_per_file(error: BaseException, debug: bool) -> None:
+    """Inside a per-file `except`: re-raise what must stop the run (a Ctrl-C or SIGTERM behind
+    `error`, or any error under --debug); return when `error` is that file's alone."""
+    signal_error = interruption(error)
+    if signal_error is not None:
+        raise signal_error from error
+    if debug:
+        raise error

@@ -186,6 +186,34 @@ def test_a_file_that_fails_to_transcribe_first_is_its_own_error(capsys, monkeypa
     assert files[1]["match"] and files[1]["reference"]["text"]
 
 
+def test_a_signal_inside_a_library_error_stops_the_run_not_one_file(capsys, monkeypatch, tiny_nemo, clips, tmp_path):
+    """A Ctrl-C that lands in a library's try/finally comes out as the library's own error (its
+    context the KeyboardInterrupt): per-file isolation must stop the run with it, keeping what is
+    finished, not record it as that file's failure and go on."""
+    import soundfile
+
+    from common.measure import accuracy
+
+    interrupted = soundfile.info(clips[1]).frames
+    real = accuracy.transcribe_signals
+
+    def interrupted_on_the_second_clip(loaded, signals, options, *args, **kwargs):
+        if len(signals[0]) == interrupted:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("unfreeze() of what was never frozen")
+        return real(loaded, signals, options, *args, **kwargs)
+
+    monkeypatch.setattr(accuracy, "transcribe_signals", interrupted_on_the_second_clip)
+    output = tmp_path / "accuracy.json"
+    code, _, err = run(capsys, "--model", tiny_nemo, "--device", "cpu", "--warmup", "0", "--output", output,
+                       clips[0], clips[1], clips[2])
+    assert code == 130 and "interrupted" in err and not output.exists()
+    kept = [json.loads(line) for line in (tmp_path / "accuracy.json.partial.jsonl").read_text().splitlines()]
+    assert [r["record"]["path"] for r in kept if "record" in r] == [clips[0]]
+
+
 def test_setup_errors_exit_2(capsys, tiny_nemo, clips):
     code, _, err = run(capsys, "--model", tiny_nemo, "--device", "npu:0", clips[0])
     assert code == 2 and err.strip().startswith("error: --device npu:")

@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.errors import SetupError
 from common.inputs.audio import load_audio
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,8 @@ def test_bf16_runs_where_onednn_has_no_bf16_lstm(tiny_nemo, clips):
     """On a CPU where oneDNN cannot build a bf16 LSTM (CI's; here oneDNN capped at AVX2 stands in
     for it) bf16 still transcribes with both engines, the prediction LSTM still computing in bf16
     on PyTorch's own kernels, and oneDNN is on again afterwards."""
-    repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", _BF16_WITHOUT_ONEDNN_LSTM, str(tiny_nemo), clips[0]],
-                          env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"), cwd=repo,
+                          env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"), cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])

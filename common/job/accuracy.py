@@ -29,7 +29,7 @@ from ..outputs.paths import check_output_file
 from ..outputs.stream import open_stream, stream_path_for
 from ..engine.transcriber import planning_duration
 from ..ranks.world import World
-from ..signals import interruption
+from ..signals import raise_unless_per_file
 from .pipeline import Pipeline
 from .ranked import RankedRun
 
@@ -263,8 +263,5 @@ def _compare_one(item: AudioInput, sides: _Sides, truth_text: Optional[str], opt
     try:
         return compare_file(sides.target, sides.reference_for(item), item, truth)
     except Exception as error:
-        if interruption(error) is not None:
-            raise interruption(error) from error
-        if options.debug:
-            raise
+        raise_unless_per_file(error, options.debug)
         return failed_entry(item, error)

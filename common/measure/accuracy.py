@@ -12,7 +12,7 @@ from ..errors import ToolkitError
 from ..inputs.audio import duration_seconds
 from ..inputs.sources import AudioInput, read_signal
 from ..model.loading import LoadedModel
-from ..signals import interruption
+from ..signals import raise_unless_per_file
 from .compare import (
     aligned_word_offsets,
     corpus_error_rates,
@@ -107,10 +107,7 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
                     _timed_transcript(reference, signal, options.side("fp32"))
                 _timed_transcript(target, signal, options.side(options.dtype))
         except Exception as error:
-            if interruption(error) is not None:
-                raise interruption(error) from error
-            if options.debug:
-                raise
+            raise_unless_per_file(error, options.debug)
             continue
         return
 
