@@ -149,7 +149,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     from tools import train_demo_model as recipe
 
     torch.manual_seed(0)
-    clips = recipe.plan_clips(n_train=12, n_eval=1, seed=3)["train"]
+    clips = recipe.template_sets(n_train=12, n_eval=1, seed=3)["train"]
     recipe.synthesize(clips)
     tokenizer_dir = train_tokenizer(tmp_path / "tok", 64, sentences=recipe.demo_corpus.sentences(500, seed=5))
     model = recipe.build_model(tokenizer_dir, 64, seed=0)
@@ -167,6 +167,83 @@ def test_training_steps_reduce_the_loss(tmp_path):
         losses.append(loss.item())
     assert all(map(lambda x: x == x, losses))  # no NaN
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_spoken_form_of_written_text():
+    from tools.open_corpus import ordinal_words, spoken, year_words
+
+    assert spoken("In 1984 he paid $5 for 3 apples.") == "in nineteen eighty four he paid five dollars for three apples"
+    assert spoken("The 2nd of May: 1,250 people & 40% of them left!") == \
+        "the second of may one thousand two hundred fifty people and forty percent of them left"
+    assert spoken("It's a well-known fact") == "it's a well known fact"
+    assert year_words(1905) == "nineteen oh five" and year_words(2007) == "two thousand seven"
+    assert ordinal_words(21) == "twenty first" and ordinal_words(40) == "fortieth" and ordinal_words(12) == "twelfth"
+    # what a reader would say cannot be told from the letters: left out, not guessed
+    for text in ("Mr. Smith went home", "the NASA budget", "pi is 3.14", "at 10:30", "e.g. this one",
+                 "the 1990s", "a 2x4 board", "see http://x.org", "a million is 1000000"):
+        assert spoken(text) is None, text
+
+
+def open_sources_missing() -> str | None:
+    from tools.open_corpus import missing_sources
+
+    return missing_sources()
+
+
+@pytest.mark.skipif(bool(open_sources_missing()), reason=f"{open_sources_missing()}")
+def test_open_training_text_is_varied_and_apart_from_the_evaluation_text():
+    from tools import demo_corpus, open_corpus
+
+    evaluation = open_corpus.evaluation_texts(300, seed=2)
+    templates = demo_corpus.sentences(1000, seed=0)
+    training = open_corpus.training_texts(4000, seed=0, templates=templates, exclude=set(evaluation))
+    assert len(training) == 4000 and not set(training) & set(evaluation)
+    assert set(evaluation) <= set(open_corpus.fortune_sentences())
+    assert training == open_corpus.training_texts(4000, seed=0, templates=templates, exclude=set(evaluation))
+    words = {w for text in training for w in text.split()}
+    assert len(words) >= 8000, len(words)  # the first demo's sentences use 1,343 words in all
+    assert len(words - set(demo_corpus.vocabulary())) >= 7000
+    assert all(text == open_corpus.spoken(text) for text in training + evaluation)  # lower case words only
+    assert sum(text in templates for text in training) >= 600  # 15% keeps the held-out sets' kind of text
+
+
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is not installed")
+@pytest.mark.skipif(bool(open_sources_missing()), reason=f"{open_sources_missing()}")
+def test_recipe_stops_on_ctrl_c_and_continues_where_it_stopped(tmp_path):
+    """The one command, run as a user would: Ctrl-C during training saves the checkpoint and exits
+    130; the same command again resumes from that step (not from zero) and saves the model."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo.nemo"
+    command = [sys.executable, str(REPO / "tools" / "train_demo_model.py"), "--work-dir", str(tmp_path / "work"),
+               "--out", str(out), "--clips-out", "", "--train-clips", "60", "--eval-clips", "3",
+               "--vocab-size", "64", "--batch-frames", "1500", "--eval-every-minutes", "0.05", "--threads", "1",
+               "--train-minutes", "30"]
+    first = subprocess.Popen(command + ["--max-steps", "1000"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "work" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # some training steps after the first checkpoint
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130, stderr[-2000:]
+    stopped = int(stderr.split("stopped at step ")[1].split()[0])
+    assert stopped >= 1 and "Run the same command again to continue" in stderr
+    assert not out.exists()
+
+    second = subprocess.run(command + ["--max-steps", str(stopped + 2)], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming at step {stopped} " in second.stdout
+    log = json.loads(out.with_suffix(".training.json").read_text())
+    assert log["steps"] == stopped + 2 and len(log["sittings"]) == 2
+    assert log["sittings"][1]["from_minute"] > 0
+    assert out.stat().st_size > 1e6 and set(log) >= {"final_wer_heldout", "final_wer_unseen_voice", "final_wer_fortunes"}
 
 
 def test_batches_respect_the_frame_budget():

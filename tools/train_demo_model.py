@@ -2,24 +2,30 @@
 """Train the demo model: a small FastConformer-TDT (NeMo's EncDecRNNTBPEModel, the class of
 parakeet-tdt-0.6b-v2) on English speech synthesized with espeak-ng, on the CPU.
 
-  python tools/train_demo_model.py --out demo/parakeet-tdt-demo.nemo
+  python tools/train_demo_model.py            # writes demo/parakeet-tdt-demo.nemo and its log
 
-Steps: write everyday sentences (tools/demo_corpus.py: ~1,300 words plus numbers) -> speak them
-with espeak-ng in 8 accents x 22 voice variants at random speeds and pitches -> 16 kHz mono (sox)
--> log-mel features cached once -> SentencePiece BPE tokenizer on the training text -> model
-from a config -> AdamW on our TDT loss (tools/tdt_loss.py; NeMo's own is CUDA-only) with NeMo's
-spec augment -> .nemo with greedy_batch TDT decoding.
-Two held-out sets, never trained on: different sentences in the training voices, and
-different sentences in a voice variant kept out of training ("unseen voice"). WER on both is
-logged along the way (the curve) and measured on all of both sets at the end.
+Steps: training text from named sources (tools/open_corpus.py: WordNet's usage examples, the
+first demo's everyday sentences, numbers, dates, names and places, frequency-drawn words) ->
+spoken by espeak-ng in 8 accents x 32 voice variants at random speeds and pitches -> 16 kHz
+mono (sox) -> log-mel features -> SentencePiece BPE pieces (an open vocabulary) -> model from a
+config -> AdamW on our TDT loss (tools/tdt_loss.py; NeMo's own is CUDA-only) with NeMo's spec
+augment -> .nemo with greedy_batch TDT decoding.
+
+Three held-out sets, never trained on: the first demo's held-out sentences in the training
+voices ("heldout") and in a voice variant kept out of training ("unseen_voice"), and sentences
+of another source (the fortunes package) in four variants never heard ("fortunes"). WER on
+all three is logged along the way (the curve) and measured on all of them at the end.
+
+Resumable: the data (features, tokenizer) and a checkpoint every --eval-every-minutes live in
+--work-dir; Ctrl-C or SIGTERM saves the checkpoint before leaving, and the same command run
+again continues where it stopped, so training can span several sittings. The learning-rate
+schedule runs on training time (--train-minutes), counted over all sittings: the recipe ends
+on time on any machine, and a faster machine simply trains more steps.
 
   python tools/train_demo_model.py --write-eval-sets /tmp/demo-eval
 
-writes both held-out sets as WAV files with NeMo manifests (no training: the sets are
+writes the three held-out sets as WAV files with a NeMo manifest (no training: the sets are
 deterministic for a seed), for measuring a saved model with accuracy_run.py.
-
-The learning-rate schedule runs on elapsed time (--train-minutes): the recipe ends on time
-on any machine, and a faster machine simply trains more steps.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,15 +48,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tools import demo_corpus  # noqa: E402
+from tools import demo_corpus, open_corpus  # noqa: E402
 
 ACCENTS = ["en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd",
            "en-029", "en-us-nyc"]
 TRAIN_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f5", "adam", "Alex",
                   "Alicia", "Andrea", "Andy", "edward", "iven", "linda", "max", "Michael", "paul",
-                  "steph", "robert", "john"]
-# Never heard in training: the unseen-voice set.
+                  "steph", "robert", "john", "m7", "Denis", "Steph2", "anika", "shelby", "travis",
+                  "victor", "norbert"]
+# Never heard in training: the unseen-voice set (the first demo's), and the fortunes set's variants.
 HELD_OUT_VOICE = ("en-us", "f4")
+UNHEARD_VARIANTS = ["f4", "Annie", "Lee", "Mike"]
+# How many of the first demo's training sentences the template plan makes (it fixes its held-out sets).
+TEMPLATE_TRAIN_SENTENCES = 16000
+EVAL_SETS = ("heldout", "unseen_voice", "fortunes")
 SAMPLE_RATE = 16000
 
 
@@ -69,28 +79,31 @@ def parse_args(argv):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="demo/parakeet-tdt-demo.nemo", help="where to save the .nemo")
     parser.add_argument("--log", default=None, help="training log JSON (default: next to --out)")
-    parser.add_argument("--train-clips", type=int, default=16000, help="training utterances")
+    parser.add_argument("--work-dir", default="demo/.training",
+                        help="data and checkpoint; a run finds its own there and continues")
+    parser.add_argument("--train-clips", type=int, default=48000, help="training utterances")
     parser.add_argument("--eval-clips", type=int, default=300, help="utterances in each held-out set")
-    parser.add_argument("--train-minutes", type=float, default=70.0, help="training time budget")
+    parser.add_argument("--train-minutes", type=float, default=135.0, help="training time budget, all sittings")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    parser.add_argument("--eval-every-minutes", type=float, default=5.0, help="curve resolution")
+    parser.add_argument("--eval-every-minutes", type=float, default=5.0, help="curve and checkpoint interval")
     parser.add_argument("--batch-frames", type=int, default=7000, help="mel frames per batch")
-    parser.add_argument("--vocab-size", type=int, default=256, help="SentencePiece BPE pieces")
+    parser.add_argument("--vocab-size", type=int, default=512, help="SentencePiece BPE pieces")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int, default=300, help="linear warm-up steps")
+    parser.add_argument("--warmup-steps", type=int, default=400, help="linear warm-up steps")
     parser.add_argument("--seed", type=int, default=0, help="seed for text, voices and weights")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads")
     parser.add_argument("--clips-out", default="demo/clips",
-                        help="write the first --shipped-clips of each held-out set here ('' to skip)")
+                        help="write the first --shipped-clips of the first demo's two held-out sets here ('' to skip)")
     parser.add_argument("--shipped-clips", type=int, default=10, help="clips per held-out set in --clips-out")
     parser.add_argument("--write-eval-sets", metavar="DIR", default=None,
-                        help="only write both held-out sets (WAV + manifest) to DIR, then stop")
+                        help="only write the three held-out sets (WAV + manifest) to DIR, then stop")
     return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------- data
 
-def plan_clips(n_train: int, n_eval: int, seed: int) -> dict[str, list[Clip]]:
+def template_sets(n_train: int, n_eval: int, seed: int) -> dict[str, list[Clip]]:
+    """The first demo's plan: its template sentences, training voices and its two held-out sets."""
     rng = random.Random(seed)
     eval_texts = demo_corpus.sentences(2 * n_eval, seed=seed + 1)
     train_texts = demo_corpus.sentences(n_train, seed=seed, exclude=set(eval_texts))
@@ -98,7 +111,7 @@ def plan_clips(n_train: int, n_eval: int, seed: int) -> dict[str, list[Clip]]:
     def voice(train: bool) -> str:
         if not train:
             return f"{HELD_OUT_VOICE[0]}+{HELD_OUT_VOICE[1]}"
-        return f"{rng.choice(ACCENTS)}+{rng.choice(TRAIN_VARIANTS)}"
+        return f"{rng.choice(ACCENTS)}+{rng.choice(TRAIN_VARIANTS[:24])}"
 
     def clip(text: str, train: bool = True) -> Clip:
         return Clip(text, voice(train), rng.randint(130, 200), rng.randint(25, 75))
@@ -108,6 +121,26 @@ def plan_clips(n_train: int, n_eval: int, seed: int) -> dict[str, list[Clip]]:
         "heldout": [clip(text) for text in eval_texts[:n_eval]],
         "unseen_voice": [clip(text, train=False) for text in eval_texts[n_eval:]],
     }
+
+
+def eval_sets(n_eval: int, seed: int) -> dict[str, list[Clip]]:
+    """The three held-out sets, and the template sentences the training text may use."""
+    templates = template_sets(TEMPLATE_TRAIN_SENTENCES, n_eval, seed)
+    rng = random.Random(seed + 2)
+    fortunes = [Clip(text, f"{rng.choice(ACCENTS)}+{rng.choice(UNHEARD_VARIANTS)}", rng.randint(130, 200),
+                     rng.randint(25, 75)) for text in open_corpus.evaluation_texts(n_eval, seed + 2)]
+    return {"heldout": templates["heldout"], "unseen_voice": templates["unseen_voice"], "fortunes": fortunes,
+            "templates": [c.text for c in templates["train"]]}
+
+
+def plan_clips(n_train: int, n_eval: int, seed: int) -> dict[str, list[Clip]]:
+    sets = eval_sets(n_eval, seed)
+    held_out = {c.text for name in EVAL_SETS for c in sets[name]}
+    texts = open_corpus.training_texts(n_train, seed, sets.pop("templates"), exclude=held_out)
+    rng = random.Random(seed + 3)
+    sets["train"] = [Clip(text, f"{rng.choice(ACCENTS)}+{rng.choice(TRAIN_VARIANTS)}", rng.randint(130, 200),
+                          rng.randint(25, 75)) for text in texts]
+    return sets
 
 
 def speak(clip: Clip) -> np.ndarray:
@@ -135,8 +168,8 @@ def build_model(tokenizer_dir: Path, vocab_size: int, seed: int):
 
     from common.model.random_models import ModelShape, model_config
 
-    shape = ModelShape(n_layers=5, d_model=128, n_heads=4, subsampling_channels=96, conv_kernel_size=9,
-                       n_mels=80, pred_hidden=160, pred_rnn_layers=1, joint_hidden=160, vocab_size=vocab_size)
+    shape = ModelShape(n_layers=6, d_model=176, n_heads=4, subsampling_channels=128, conv_kernel_size=9,
+                       n_mels=80, pred_hidden=256, pred_rnn_layers=1, joint_hidden=256, vocab_size=vocab_size)
     config = model_config(shape, tokenizer_dir)
     # Milder than parakeet's (10 time masks): these clips are short and the model is small.
     config["spec_augment"].update(freq_masks=2, freq_width=15, time_masks=5, time_width=0.05)
@@ -157,6 +190,20 @@ def features(model, clips: list[Clip], batch: int = 32):
             signal, lengths = pad_batch([c.audio for c in clips[start:start + batch]])
             feats, feat_lengths = model.preprocessor(input_signal=signal, length=lengths)
             out += [feats[row, :, :n].to(torch.float16).clone() for row, n in enumerate(feat_lengths.tolist())]
+    return out
+
+
+def spoken_features(model, clips: list[Clip], keep_audio: int = 0, chunk: int = 2000):
+    """Speak and featurize `clips` a chunk at a time (all their audio at once would not fit in
+    memory); the first `keep_audio` clips keep their audio."""
+    out = []
+    for start in range(0, len(clips), chunk):
+        part = clips[start:start + chunk]
+        synthesize(part)
+        out += features(model, part)
+        for number, clip in enumerate(part, start):
+            if number >= keep_audio:
+                clip.audio = None
     return out
 
 
@@ -243,119 +290,183 @@ def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+# ---------------------------------------------------------------- the work directory
+
+DATA_ARGS = ("train_clips", "eval_clips", "seed", "vocab_size")
+
+
+def prepare_data(args, work: Path, log: dict):
+    """Texts, features, the tokenizer and the shipped clips' audio: made once, then read from `work`."""
+    import torch
+
+    from common.files import write_atomic
+    from common.model.random_models import train_tokenizer
+
+    key = {name: getattr(args, name) for name in DATA_ARGS}
+    path = work / "data.pt"
+    if path.exists():
+        data = torch.load(path, weights_only=False)
+        if data["key"] != key:
+            raise SystemExit(f"error: {work} holds the data of another run ({data['key']}, not {key}): "
+                             "pass another --work-dir or delete it")
+        print(f"data: read from {path}", flush=True)
+        return data
+    started = time.monotonic()
+    sets = plan_clips(args.train_clips, args.eval_clips, args.seed)
+    tokenizer_dir = train_tokenizer(work / "tokenizer", args.vocab_size, sentences=[c.text for c in sets["train"]])
+    model = build_model(tokenizer_dir, args.vocab_size, args.seed)
+    data = {"key": key, "texts": {name: [c.text for c in clips] for name, clips in sets.items()},
+            "voices": {name: [c.voice for c in clips] for name, clips in sets.items()}, "feats": {}}
+    for name, clips in sets.items():
+        keep = 0 if name == "train" else args.shipped_clips
+        data["feats"][name] = spoken_features(model, clips, keep_audio=keep)
+        print(f"[{time.monotonic() - started:7.1f}s] {name}: {len(clips)} clips spoken", flush=True)
+    data["audio"] = {name: [c.audio for c in sets[name][:args.shipped_clips]] for name in EVAL_SETS}
+    data["tokens"] = [model.tokenizer.text_to_ids(text) for text in data["texts"]["train"]]
+    write_atomic(path, lambda tmp: torch.save(data, tmp))
+    log["stages"]["synthesis, tokenizer and features"] = round(time.monotonic() - started, 1)
+    return data
+
+
+def load_checkpoint(path: Path):
+    import torch
+
+    return torch.load(path, weights_only=False) if path.exists() else None
+
+
+def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
+    import torch
+
+    from common.files import write_atomic
+
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
 # ---------------------------------------------------------------- recipe
 
 def train(args) -> dict:
     import torch
 
     from common.model.loading import import_nemo_asr
-    from common.model.random_models import TDT_DURATIONS, train_tokenizer
+    from common.model.random_models import TDT_DURATIONS
 
     torch.set_num_threads(args.threads)
     import_nemo_asr(quiet=True)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    log = {"args": vars(args), "curve": [], "stages": {}}
+    log = {"args": {k: v for k, v in vars(args).items() if k != "write_eval_sets"}, "stages": {}}
+    data = prepare_data(args, work, log)
+    model = build_model(work / "tokenizer", args.vocab_size, args.seed)
+    log["parameters"] = sum(p.numel() for p in model.parameters())
+    log["data"] = {name: len(texts) for name, texts in data["texts"].items()}
+    log["data"]["train_hours"] = round(sum(f.shape[1] for f in data["feats"]["train"]) / 100 / 3600, 2)
+    log["data"]["train_words"] = len({w for text in data["texts"]["train"] for w in text.split()})
+    log["data"]["sources"] = open_corpus.SOURCES
 
-    def stage(name, since):
-        log["stages"][name] = round(time.monotonic() - since, 1)
-        print(f"[{time.monotonic() - started:7.1f}s] {name}: {log['stages'][name]} s", flush=True)
-
+    state = run_training(model, data, args, work / "checkpoint.pt", TDT_DURATIONS)
+    log.update(curve=state["curve"], sittings=state["sittings"], steps=state["step"], epochs=state["epoch"],
+               training_minutes=round(state["trained_seconds"] / 60, 1))
     t = time.monotonic()
-    sets = plan_clips(args.train_clips, args.eval_clips, args.seed)
-    for clips in sets.values():
-        synthesize(clips)
-    hours = sum(len(c.audio) for c in sets["train"]) / SAMPLE_RATE / 3600
-    log["data"] = {name: len(clips) for name, clips in sets.items()}
-    log["data"]["train_hours"] = round(hours, 2)
-    log["data"]["vocabulary_words"] = len(demo_corpus.vocabulary())
-    stage("synthesis", t)
-
-    work = Path(tempfile.mkdtemp(prefix="demo-train-"))
-    try:
-        t = time.monotonic()
-        tokenizer_dir = train_tokenizer(work / "tokenizer", args.vocab_size,
-                                        sentences=[c.text for c in sets["train"]])
-        model = build_model(tokenizer_dir, args.vocab_size, args.seed)
-        log["parameters"] = sum(p.numel() for p in model.parameters())
-        tokenizer = model.tokenizer
-        feats = {name: features(model, clips) for name, clips in sets.items()}
-        for name, clips in sets.items():
-            for clip in clips[0 if name == "train" else args.shipped_clips:]:
-                clip.audio = None  # features are cached; only the clips written out keep audio
-        tokens = [tokenizer.text_to_ids(c.text) for c in sets["train"]]
-        stage("tokenizer, model and features", t)
-
-        t = time.monotonic()
-        run_training(model, feats, tokens, sets, args, log, TDT_DURATIONS)
-        stage("training", t)
-
-        t = time.monotonic()
-        evaluate_and_save(model, feats, sets, args, log)
-        stage("evaluation and save", t)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    log["total_minutes"] = round((time.monotonic() - started) / 60, 1)
+    evaluate_and_save(model, data, args, log)
+    log["stages"]["evaluation and save"] = round(time.monotonic() - t, 1)
+    log["this_sitting_minutes"] = round((time.monotonic() - started) / 60, 1)
     return log
 
 
-def evaluate_and_save(model, feats, sets, args, log) -> None:
-    """WER on all of both held-out sets, then the .nemo and the shipped clips."""
-    for name in ("heldout", "unseen_voice"):
-        hyps = decode(model, feats[name], list(range(len(feats[name]))))
-        log[f"final_wer_{name}"] = round(wer([c.text for c in sets[name]], hyps), 4)
-    print(f"final WER: held-out sentences {log['final_wer_heldout']:.2%}, "
-          f"unseen voice {log['final_wer_unseen_voice']:.2%}", flush=True)
+def evaluate_and_save(model, data, args, log) -> None:
+    """WER on all of the three held-out sets, then the .nemo and the shipped clips."""
+    for name in EVAL_SETS:
+        feats = data["feats"][name]
+        log[f"final_wer_{name}"] = round(wer(data["texts"][name], decode(model, feats, list(range(len(feats))))), 4)
+    print("final WER: " + ", ".join(f"{name} {log[f'final_wer_{name}']:.2%}" for name in EVAL_SETS), flush=True)
     save(model, Path(args.out))
     if args.clips_out:
-        write_clips(sets, Path(args.clips_out), args.shipped_clips)
+        write_clips(data, Path(args.clips_out), args.shipped_clips, ("heldout", "unseen_voice"))
 
 
-def curve_wers(model, feats, sets, count: int) -> dict:
+def curve_wers(model, data, count: int) -> dict:
     """WER on the first `count` clips of each held-out set."""
     subset = list(range(count))
-    return {f"wer_{name}": round(wer([sets[name][i].text for i in subset], decode(model, feats[name], subset)), 4)
-            for name in ("heldout", "unseen_voice")}
+    return {f"wer_{name}": round(wer(data["texts"][name][:count], decode(model, data["feats"][name], subset)), 4)
+            for name in EVAL_SETS}
 
 
-def run_training(model, feats, tokens, sets, args, log, durations) -> None:
+def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
+    """Train until --train-minutes of training time (all sittings) or --max-steps; Ctrl-C or
+    SIGTERM saves the checkpoint and leaves with exit 130."""
     import torch
 
-    rng = random.Random(args.seed)
+    from common import signals
+    from common.errors import Terminated
+
     blank = model.decoder.blank_idx
     sigma = model.cfg.loss.tdt_kwargs.sigma
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=1e-3)
-    lengths = [f.shape[1] for f in feats["train"]]
-    eval_count = min(150, len(feats["heldout"]))
+    state = {"step": 0, "epoch": 1, "batch_in_epoch": 0, "trained_seconds": 0.0, "next_eval": 0.0,
+             "curve": [], "recent": [], "sittings": []}
+    saved = load_checkpoint(checkpoint_path)
+    if saved:
+        model.load_state_dict(saved.pop("model"))
+        optimizer.load_state_dict(saved.pop("optimizer"))
+        state.update(saved)
+        print(f"resuming at step {state['step']} after {state['trained_seconds'] / 60:.1f} of "
+              f"{args.train_minutes} training minutes", flush=True)
+    state["sittings"].append({"from_minute": round(state["trained_seconds"] / 60, 2), "started": time.time()})
+    tokens, feats = data["tokens"], data["feats"]["train"]
+    lengths = [f.shape[1] for f in feats]
+    eval_count = min(150, args.eval_clips)
     budget = args.train_minutes * 60
-    started = time.monotonic()
-    next_eval = 0.0
-    step, epoch, recent = 0, 0, []
+    sitting_start, trained_before = time.monotonic(), state["trained_seconds"]
+    restore = signals.install()
     model.train()
-    while True:
-        epoch += 1
-        for indices in make_batches(lengths, args.batch_frames, rng):
-            elapsed = time.monotonic() - started
-            done = elapsed >= budget or (args.max_steps is not None and step >= args.max_steps)
-            if elapsed >= next_eval or done:
-                point = {"step": step, "minutes": round(elapsed / 60, 2), "epoch": epoch,
-                         "loss": round(sum(recent) / len(recent), 4) if recent else None,
-                         **curve_wers(model, feats, sets, eval_count)}
-                log["curve"].append(point)
-                print(json.dumps(point), flush=True)
-                next_eval += args.eval_every_minutes * 60
-                recent = []
-            if done:
-                log["steps"], log["epochs"] = step, epoch
-                return
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, elapsed / budget, args.lr, args.warmup_steps)
-            loss = training_step(model, collate(feats["train"], tokens, indices), durations, blank, sigma)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            recent.append(float(loss))
-            step += 1
+    try:
+        while True:
+            batches = make_batches(lengths, args.batch_frames, random.Random(args.seed * 1000 + state["epoch"]))
+            for indices in batches[state["batch_in_epoch"]:]:
+                state["trained_seconds"] = trained_before + time.monotonic() - sitting_start
+                done = (state["trained_seconds"] >= budget
+                        or (args.max_steps is not None and state["step"] >= args.max_steps))
+                if state["trained_seconds"] >= state["next_eval"] or done:
+                    curve_point(model, data, state, eval_count)
+                    state["next_eval"] += args.eval_every_minutes * 60
+                    with signals.deferred():
+                        save_checkpoint(checkpoint_path, model, optimizer, state)
+                if done:
+                    return state
+                with signals.deferred():
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(state["step"], state["trained_seconds"] / budget, args.lr,
+                                            args.warmup_steps)
+                    loss = training_step(model, collate(feats, tokens, indices), durations, blank, sigma)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    state["recent"].append(float(loss))
+                    state["step"] += 1
+                    state["batch_in_epoch"] += 1
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    except (KeyboardInterrupt, Terminated):
+        state["trained_seconds"] = trained_before + time.monotonic() - sitting_start
+        save_checkpoint(checkpoint_path, model, optimizer, state)
+        print(f"\nstopped at step {state['step']} after {state['trained_seconds'] / 60:.1f} of "
+              f"{args.train_minutes} training minutes; checkpoint {checkpoint_path}. "
+              "Run the same command again to continue.", file=sys.stderr, flush=True)
+        raise SystemExit(130)
+    finally:
+        restore()
+
+
+def curve_point(model, data, state, eval_count: int) -> None:
+    recent = state["recent"]
+    point = {"step": state["step"], "minutes": round(state["trained_seconds"] / 60, 2), "epoch": state["epoch"],
+             "loss": round(sum(recent) / len(recent), 4) if recent else None, **curve_wers(model, data, eval_count)}
+    state["curve"].append(point)
+    state["recent"] = []
+    print(json.dumps(point), flush=True)
 
 
 def save(model, path: Path) -> None:
@@ -366,29 +477,34 @@ def save(model, path: Path) -> None:
     print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 
-def write_clips(sets, out_dir: Path, per_set: int) -> None:
-    """The first `per_set` clips of each held-out set, with a NeMo manifest (text = what was spoken)."""
+def write_clips(data, out_dir: Path, per_set: int, names=EVAL_SETS) -> None:
+    """The first `per_set` clips of each named held-out set, with a NeMo manifest (text = what was spoken)."""
     import soundfile
 
     from common.files import write_text_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
-    for name in ("heldout", "unseen_voice"):
-        for number, clip in enumerate(sets[name][:per_set]):
+    for name in names:
+        for number, audio in enumerate(data["audio"][name][:per_set]):
             path = out_dir / f"{name}_{number}.wav"
-            soundfile.write(path, clip.audio, SAMPLE_RATE, subtype="PCM_16")
-            lines.append(json.dumps({"audio_filepath": path.name, "duration": round(len(clip.audio) / SAMPLE_RATE, 3),
-                                     "text": clip.text, "voice": clip.voice, "set": name}))
+            soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+            lines.append(json.dumps({"audio_filepath": path.name, "duration": round(len(audio) / SAMPLE_RATE, 3),
+                                     "text": data["texts"][name][number], "voice": data["voices"][name][number],
+                                     "set": name}))
     write_text_atomic(out_dir / "manifest.jsonl", "\n".join(lines) + "\n")
 
 
 def write_eval_sets(args) -> None:
-    sets = plan_clips(args.train_clips, args.eval_clips, args.seed)
-    for name in ("heldout", "unseen_voice"):
+    sets = eval_sets(args.eval_clips, args.seed)
+    data = {"audio": {}, "texts": {}, "voices": {}}
+    for name in EVAL_SETS:
         synthesize(sets[name])
-    write_clips(sets, Path(args.write_eval_sets), args.eval_clips)
-    print(f"wrote {2 * args.eval_clips} clips and manifest.jsonl to {args.write_eval_sets}")
+        data["audio"][name] = [c.audio for c in sets[name]]
+        data["texts"][name] = [c.text for c in sets[name]]
+        data["voices"][name] = [c.voice for c in sets[name]]
+    write_clips(data, Path(args.write_eval_sets), args.eval_clips)
+    print(f"wrote {len(EVAL_SETS) * args.eval_clips} clips and manifest.jsonl to {args.write_eval_sets}")
 
 
 def main(argv=None) -> int:
@@ -397,6 +513,10 @@ def main(argv=None) -> int:
         if shutil.which(tool) is None:
             print(f"error: {tool} not found: apt-get install espeak-ng sox", file=sys.stderr)
             return 2
+    missing = open_corpus.missing_sources()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     if args.write_eval_sets:
         write_eval_sets(args)
         return 0
@@ -405,7 +525,8 @@ def main(argv=None) -> int:
     from common.files import write_json_atomic
 
     write_json_atomic(log_path, log)
-    print(f"log: {log_path}; total {log['total_minutes']} min", flush=True)
+    print(f"log: {log_path}; {log['training_minutes']} training minutes in {len(log['sittings'])} sitting(s)",
+          flush=True)
     return 0
 
 
