@@ -24,7 +24,7 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
 fi
 if [ ! -x "$root/usr/bin/python3" ]; then
   debootstrap --arch=arm64 --variant=minbase \
-    --include=python3,python3-venv,python3-dev,gcc,g++,ca-certificates,espeak-ng,sox,git \
+    --include=python3,python3-venv,python3-dev,gcc,g++,ca-certificates,espeak-ng,sox \
     bookworm "$root" http://deb.debian.org/debian
 fi
 # The host's certificates (a registry mirror may use its own) and name service.
