@@ -2,7 +2,7 @@
 
 Training text (`training_texts`):
 - usage examples of WordNet 3.0 (Debian package `wordnet-base`; WordNet 3.0 licence):
-  ~35,000 short sentences and phrases over the whole of English;
+  ~42,000 short sentences and phrases over the whole of English;
 - everyday sentences of tools/demo_corpus.py (the first demo's templates, so that the model
   keeps what it is measured on in the held-out sets);
 - numbers, dates, times, prices, measures, phone numbers, names and places, made here over
