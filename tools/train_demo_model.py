@@ -90,6 +90,8 @@ def parse_args(argv):
     parser.add_argument("--vocab-size", type=int, default=512, help="SentencePiece BPE pieces")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int, default=400, help="linear warm-up steps")
+    parser.add_argument("--init", default=None, metavar="NEMO",
+                        help="start from this .nemo's weights and shape (the first demo model) instead of from scratch")
     parser.add_argument("--seed", type=int, default=0, help="seed for text, voices and weights")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads")
     parser.add_argument("--clips-out", default="demo/clips",
@@ -161,20 +163,41 @@ def synthesize(clips: list[Clip], workers: int = 4) -> None:
 
 # ---------------------------------------------------------------- model
 
-def build_model(tokenizer_dir: Path, vocab_size: int, seed: int):
+def build_model(tokenizer_dir: Path, vocab_size: int, seed: int, init: str | None = None):
+    """The model, from scratch or, with `init`, shaped like that .nemo and starting from every
+    weight of it that fits (encoder, prediction network, joint projections; not what the new
+    vocabulary resizes: the embedding and the joint's output)."""
     import torch
     from nemo.collections.asr.models import EncDecRNNTBPEModel
     from omegaconf import OmegaConf
 
     from common.model.random_models import ModelShape, model_config
 
-    shape = ModelShape(n_layers=6, d_model=176, n_heads=4, subsampling_channels=128, conv_kernel_size=9,
-                       n_mels=80, pred_hidden=256, pred_rnn_layers=1, joint_hidden=256, vocab_size=vocab_size)
+    start = EncDecRNNTBPEModel.restore_from(init, map_location="cpu") if init else None
+    shape = shape_of(start.cfg, vocab_size) if start is not None else ModelShape(
+        n_layers=6, d_model=176, n_heads=4, subsampling_channels=128, conv_kernel_size=9, n_mels=80,
+        pred_hidden=256, pred_rnn_layers=1, joint_hidden=256, vocab_size=vocab_size)
     config = model_config(shape, tokenizer_dir)
     # Milder than parakeet's (10 time masks): these clips are short and the model is small.
     config["spec_augment"].update(freq_masks=2, freq_width=15, time_masks=5, time_width=0.05)
     torch.manual_seed(seed)
-    return EncDecRNNTBPEModel(cfg=OmegaConf.create(config))
+    model = EncDecRNNTBPEModel(cfg=OmegaConf.create(config))
+    if start is not None:
+        own = model.state_dict()
+        fitting = {k: v for k, v in start.state_dict().items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fitting, strict=False)
+        print(f"started from {init}: {len(fitting)} of {len(own)} tensors", flush=True)
+    return model
+
+
+def shape_of(cfg, vocab_size: int):
+    from common.model.random_models import ModelShape
+
+    return ModelShape(n_layers=cfg.encoder.n_layers, d_model=cfg.encoder.d_model, n_heads=cfg.encoder.n_heads,
+                      subsampling_channels=cfg.encoder.subsampling_conv_channels,
+                      conv_kernel_size=cfg.encoder.conv_kernel_size, n_mels=cfg.encoder.feat_in,
+                      pred_hidden=cfg.decoder.prednet.pred_hidden, pred_rnn_layers=cfg.decoder.prednet.pred_rnn_layers,
+                      joint_hidden=cfg.joint.jointnet.joint_hidden, vocab_size=vocab_size)
 
 
 def features(model, clips: list[Clip], batch: int = 32):
@@ -358,7 +381,7 @@ def train(args) -> dict:
     started = time.monotonic()
     log = {"args": {k: v for k, v in vars(args).items() if k != "write_eval_sets"}, "stages": {}}
     data = prepare_data(args, work, log)
-    model = build_model(work / "tokenizer", args.vocab_size, args.seed)
+    model = build_model(work / "tokenizer", args.vocab_size, args.seed, args.init)
     log["parameters"] = sum(p.numel() for p in model.parameters())
     log["data"] = {name: len(texts) for name, texts in data["texts"].items()}
     log["data"]["train_hours"] = round(sum(f.shape[1] for f in data["feats"]["train"]) / 100 / 3600, 2)
@@ -406,7 +429,12 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=1e-3)
     state = {"step": 0, "epoch": 1, "batch_in_epoch": 0, "trained_seconds": 0.0, "next_eval": 0.0,
              "curve": [], "recent": [], "sittings": []}
+    model_key = {"init": args.init, "parameters": sum(p.numel() for p in model.parameters())}
+    state["model_key"] = model_key
     saved = load_checkpoint(checkpoint_path)
+    if saved and saved.get("model_key") != model_key:
+        raise SystemExit(f"error: {checkpoint_path} is the checkpoint of another model ({saved.get('model_key')}, "
+                         f"not {model_key}): pass another --work-dir or delete it")
     if saved:
         model.load_state_dict(saved.pop("model"))
         optimizer.load_state_dict(saved.pop("optimizer"))
