@@ -185,9 +185,43 @@ def build_model(tokenizer_dir: Path, vocab_size: int, seed: int, init: str | Non
     if start is not None:
         own = model.state_dict()
         fitting = {k: v for k, v in start.state_dict().items() if k in own and own[k].shape == v.shape}
+        shared = shared_pieces(start.tokenizer.tokenizer, model.tokenizer.tokenizer)
+        fitting.update(transferred_rows(start.state_dict(), own, shared))
         model.load_state_dict(fitting, strict=False)
-        print(f"started from {init}: {len(fitting)} of {len(own)} tensors", flush=True)
+        print(f"started from {init}: {len(fitting)} of {len(own)} tensors; {len(shared)} of "
+              f"{model.tokenizer.vocab_size} pieces carried over", flush=True)
     return model
+
+
+# Tensors with a row per vocabulary entry: blank after the pieces, then (the joint's output) durations.
+VOCABULARY_ROWS = ("decoder.prediction.embed.weight", "joint.joint_net.2.weight", "joint.joint_net.2.bias")
+
+
+def shared_pieces(old, new) -> dict[int, int]:
+    """new piece id -> old piece id, for the pieces both SentencePiece vocabularies have."""
+    old_ids = {old.id_to_piece(i): i for i in range(old.get_piece_size())}
+    return {i: old_ids[piece] for i in range(new.get_piece_size())
+            if (piece := new.id_to_piece(i)) in old_ids}
+
+
+def transferred_rows(old_state, new_state, shared: dict[int, int]) -> dict:
+    """The vocabulary-sized tensors of the new model, with the rows of shared pieces, the blank and
+    the durations taken from the old one: what the old model knew of a piece is kept."""
+    out = {}
+    for key in VOCABULARY_ROWS:
+        old, new = old_state[key], new_state[key].clone()
+        old_pieces = old_state["decoder.prediction.embed.weight"].shape[0] - 1
+        new_pieces = new_state["decoder.prediction.embed.weight"].shape[0] - 1
+        rows = dict(shared)
+        rows.update({new_pieces + j: old_pieces + j for j in range(old.shape[0] - old_pieces)})  # blank, durations
+        index_new, index_old = zip(*rows.items())
+        if key.endswith("bias"):
+            # Pieces the old model never had start unlikely, so that at step 0 the model decodes
+            # as the old one did with the pieces both have.
+            new[:] = old[:old_pieces].min() - 4.0
+        new[list(index_new)] = old[list(index_old)]
+        out[key] = new
+    return out
 
 
 def shape_of(cfg, vocab_size: int):
@@ -429,7 +463,8 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=1e-3)
     state = {"step": 0, "epoch": 1, "batch_in_epoch": 0, "trained_seconds": 0.0, "next_eval": 0.0,
              "curve": [], "recent": [], "sittings": []}
-    model_key = {"init": args.init, "parameters": sum(p.numel() for p in model.parameters())}
+    model_key = {"init": args.init, "parameters": sum(p.numel() for p in model.parameters()),
+                 "start": "shared pieces carried over" if args.init else "scratch"}
     state["model_key"] = model_key
     saved = load_checkpoint(checkpoint_path)
     if saved and saved.get("model_key") != model_key:
