@@ -246,6 +246,40 @@ def test_recipe_stops_on_ctrl_c_and_continues_where_it_stopped(tmp_path):
     assert out.stat().st_size > 1e6 and set(log) >= {"final_wer_heldout", "final_wer_unseen_voice", "final_wer_fortunes"}
 
 
+def test_init_carries_over_the_pieces_both_vocabularies_have(tmp_path):
+    """--init: rows of shared pieces, the blank and the durations come from the old model's
+    vocabulary-sized tensors; pieces the old model never had start below all of its biases."""
+    import sentencepiece
+    import torch
+
+    from common.model.random_models import train_tokenizer
+    from tools import demo_corpus
+    from tools.train_demo_model import VOCABULARY_ROWS, shared_pieces, transferred_rows
+
+    def tokenizer(name, size, sentences):
+        folder = train_tokenizer(tmp_path / name, size, sentences=sentences)
+        return sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+
+    old = tokenizer("old", 64, demo_corpus.sentences(500, seed=1))
+    new = tokenizer("new", 96, ["quarterly kilometres of wrought iron"] * 50 + demo_corpus.sentences(500, seed=2))
+    shared = shared_pieces(old, new)
+    assert 10 < len(shared) < 96 and all(new.id_to_piece(n) == old.id_to_piece(o) for n, o in shared.items())
+
+    def state(pieces):  # embedding (pieces + blank), joint output (pieces + blank + 5 durations)
+        return {VOCABULARY_ROWS[0]: torch.randn(pieces + 1, 8), VOCABULARY_ROWS[1]: torch.randn(pieces + 6, 8),
+                VOCABULARY_ROWS[2]: torch.randn(pieces + 6)}
+
+    old_state, new_state = state(64), state(96)
+    out = transferred_rows(old_state, new_state, shared)
+    for key in VOCABULARY_ROWS:
+        assert out[key].shape == new_state[key].shape
+        for n, o in shared.items():
+            assert torch.equal(out[key][n], old_state[key][o])
+        assert torch.equal(out[key][96:], old_state[key][64:])  # blank (and durations)
+    unshared = [i for i in range(96) if i not in shared]
+    assert out[VOCABULARY_ROWS[2]][unshared].max() < old_state[VOCABULARY_ROWS[2]][:64].min()
+
+
 def test_batches_respect_the_frame_budget():
     from tools.train_demo_model import make_batches
 
