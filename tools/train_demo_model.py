@@ -183,10 +183,10 @@ def build_model(tokenizer_dir: Path, vocab_size: int, seed: int, init: str | Non
     torch.manual_seed(seed)
     model = EncDecRNNTBPEModel(cfg=OmegaConf.create(config))
     if start is not None:
-        own = model.state_dict()
-        fitting = {k: v for k, v in start.state_dict().items() if k in own and own[k].shape == v.shape}
+        own, theirs = model.state_dict(), start.state_dict()
+        fitting = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
         shared = shared_pieces(start.tokenizer.tokenizer, model.tokenizer.tokenizer)
-        fitting.update(transferred_rows(start.state_dict(), own, shared))
+        fitting.update(transferred_rows(theirs, own, shared))
         model.load_state_dict(fitting, strict=False)
         print(f"started from {init}: {len(fitting)} of {len(own)} tensors; {len(shared)} of "
               f"{model.tokenizer.vocab_size} pieces carried over", flush=True)
@@ -207,11 +207,11 @@ def shared_pieces(old, new) -> dict[int, int]:
 def transferred_rows(old_state, new_state, shared: dict[int, int]) -> dict:
     """The vocabulary-sized tensors of the new model, with the rows of shared pieces, the blank and
     the durations taken from the old one: what the old model knew of a piece is kept."""
+    old_pieces = old_state[VOCABULARY_ROWS[0]].shape[0] - 1
+    new_pieces = new_state[VOCABULARY_ROWS[0]].shape[0] - 1
     out = {}
     for key in VOCABULARY_ROWS:
         old, new = old_state[key], new_state[key].clone()
-        old_pieces = old_state["decoder.prediction.embed.weight"].shape[0] - 1
-        new_pieces = new_state["decoder.prediction.embed.weight"].shape[0] - 1
         rows = dict(shared)
         rows.update({new_pieces + j: old_pieces + j for j in range(old.shape[0] - old_pieces)})  # blank, durations
         index_new, index_old = zip(*rows.items())
