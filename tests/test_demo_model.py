@@ -177,6 +177,7 @@ def test_spoken_form_of_written_text():
         "the second of may one thousand two hundred fifty people and forty percent of them left"
     assert spoken("It's a well-known fact") == "it's a well known fact"
     assert year_words(1905) == "nineteen oh five" and year_words(2007) == "two thousand seven"
+    assert year_words(1900) == "nineteen hundred"
     assert ordinal_words(21) == "twenty first" and ordinal_words(40) == "fortieth" and ordinal_words(12) == "twelfth"
     # what a reader would say cannot be told from the letters: left out, not guessed
     for text in ("Mr. Smith went home", "the NASA budget", "pi is 3.14", "at 10:30", "e.g. this one",
