@@ -36,6 +36,7 @@ def build_parser():
     parser.add_argument("--batch-seconds", type=options.positive, default=120.0,
                         help="batched engine: most padded audio seconds per model call")
     cli.add_dtype_argument(parser, "encoder/decoder precision (autocast; features stay fp32)")
+    cli.add_encoder_runtime_argument(parser)
     parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
                              "batched engine only (default: same as --device)")
@@ -63,6 +64,7 @@ def check_options(args, output_format: str, n_inputs: int) -> None:
 
 
 def transcribe_command(args) -> int:
+    from common.engine.precision import check_encoder_runtime
     from common.engine.transcriber import TranscribeOptions
     from common.inputs.sources import collect_inputs
     from common.job.inference import InferenceJob, JobSettings, OutputPlan, run_inference, timestamp_kinds
@@ -76,13 +78,14 @@ def transcribe_command(args) -> int:
     ranks = cli.world()
     device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype, ranks=ranks,
                                threads=args.threads)
+    check_encoder_runtime(args.encoder_runtime, device.device, args.dtype)  # --device auto, now resolved
     decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
     batched = args.engine == "batched"
     options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
                                 dtype=args.dtype, engine=args.engine,
                                 batch_seconds=args.batch_seconds if batched else None,
                                 long_audio_seconds=args.long_audio_seconds, decode_graphs=args.decode_graphs,
-                                debug=args.debug)
+                                encoder_runtime=args.encoder_runtime, debug=args.debug)
     settings = JobSettings(options, args.loader, decoder_device, quiet=not args.debug,
                            progress=cli.show_progress(quiet_stderr) and len(items) > 1)
     job = InferenceJob(source, items, device, settings, say=cli.say)

@@ -275,8 +275,12 @@ def precision_class(dtype: str) -> str:
     return "fp32" if dtype == "fp32" else "reduced"
 
 
+ONNX_RUNTIME_SUFFIX = "+onnxruntime"  # a toolkit dtype with its encoder in ONNX Runtime: fp32+onnxruntime
+
+
 def toolkit_dtypes(option: Optional[str]) -> list[str]:
-    """--toolkit-dtypes, or every dtype of common.engine.precision.DTYPES the CPU runs."""
+    """--toolkit-dtypes, or every dtype of common.engine.precision.DTYPES the CPU runs, and fp32
+    with the encoder in ONNX Runtime (--encoder-runtime onnxruntime) where it is installed."""
     from common.engine import precision
 
     if option:
@@ -288,14 +292,25 @@ def toolkit_dtypes(option: Optional[str]) -> list[str]:
         except Exception:
             continue
         usable.append(dtype)
+    try:
+        precision.check_encoder_runtime("onnxruntime", "cpu", "fp32")
+        usable.insert(1, "fp32" + ONNX_RUNTIME_SUFFIX)
+    except Exception:
+        pass
     return usable
 
 
-def load_toolkit(spec: str, dtype: str) -> Contender:
+def load_toolkit(spec: str, variant: str) -> Contender:
+    """`variant`: a dtype, or fp32+onnxruntime."""
+    import numpy as np
+
     from common.api import load_model
 
+    dtype, _, runtime = variant.partition("+")
+    runtime = runtime or "torch"
     start = time.perf_counter()
-    model = load_model(spec, device="cpu", dtype=dtype)
+    model = load_model(spec, device="cpu", dtype=dtype, encoder_runtime=runtime)
+    model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))  # untimed: the export or its session, once
     seconds = time.perf_counter() - start
 
     def texts(records) -> list[str]:
@@ -304,9 +319,11 @@ def load_toolkit(spec: str, dtype: str) -> Contender:
             raise RuntimeError(f"toolkit {dtype}: {bad[0]}")
         return [r.text for r in records]
 
-    return Contender(f"toolkit {dtype}", "toolkit", dtype, clip=lambda signal: texts([model.transcribe(signal)])[0],
+    call = f"common.api.load_model(model, device='cpu', dtype={dtype!r}" + \
+        (f", encoder_runtime={runtime!r}" if runtime != "torch" else "") + ").transcribe()"
+    return Contender(f"toolkit {variant}", "toolkit", dtype, clip=lambda signal: texts([model.transcribe(signal)])[0],
                      set=lambda signals: texts(model.transcribe(signals)), load_seconds=seconds,
-                     notes={"call": f"common.api.load_model(model, device='cpu', dtype={dtype!r}).transcribe()"})
+                     notes={"call": call})
 
 
 def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict, arena: bool = False) -> Contender:

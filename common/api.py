@@ -30,6 +30,7 @@ class Model:
 
     loaded: object  # common.model.loading.LoadedModel
     dtype: str = "fp32"
+    encoder_runtime: str = "torch"  # or "onnxruntime": the CPU fp32 encoder in ONNX Runtime
 
     @property
     def device(self) -> str:
@@ -47,7 +48,8 @@ class Model:
             configure_decoding(self.loaded.model, self.loaded.decoder_device or self.device, bool(kinds))
             self.loaded.timestamps = bool(kinds)
         options = TranscribeOptions(batch_size=batch_size, timestamp_kinds=kinds, dtype=self.dtype, engine="batched",
-                                    batch_seconds=batch_seconds, long_audio_seconds=600.0)
+                                    batch_seconds=batch_seconds, long_audio_seconds=600.0,
+                                    encoder_runtime=self.encoder_runtime)
         items = [audio] if single else list(audio)
         records = self._arrays(items, options) if hasattr(items[0], "shape") else self._paths(items, options)
         return records[0] if single and len(records) == 1 else records
@@ -77,20 +79,23 @@ class Model:
 
 
 def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = "fp32", loader: str = "fast",
-               decoder_device: Optional[str] = None) -> Model:
+               decoder_device: Optional[str] = None, encoder_runtime: str = "torch") -> Model:
     """Load `model` (a .nemo, an extracted folder, a pretrained name, "demo", "random:tiny";
     default as the scripts': $PARAKEET_MODEL, ./parakeet-tdt-0.6b-v2.nemo, the pretrained name)
     onto `device` (auto | cpu | npu[:N] | cuda[:N]), to run at `dtype` (fp32 | bf16 | fp16 | int8,
-    int8 on the CPU only: common/engine/precision.py)."""
+    int8 on the CPU only: common/engine/precision.py), its encoder in `encoder_runtime` (torch |
+    onnxruntime, the latter for the CPU at fp32: common/engine/onnx_encoder.py)."""
     from .device.accelerators import prepare_device, resolve_device
-    from .engine.precision import check_dtype_for_device
+    from .engine.precision import check_dtype_for_device, check_encoder_runtime
     from .model.loading import default_model_spec
     from .model.loading import load_model as load
 
     choice = resolve_device(device)
     check_dtype_for_device(dtype, choice.device)
+    check_encoder_runtime(encoder_runtime, choice.device, dtype)
     prepare_device(choice.device, exact_fp32=dtype == "fp32")
-    return Model(load(model or default_model_spec(), choice.device, loader=loader, decoder_device=decoder_device), dtype)
+    loaded = load(model or default_model_spec(), choice.device, loader=loader, decoder_device=decoder_device)
+    return Model(loaded, dtype, encoder_runtime)
 
 
 def transcribe(audio: Union[Audio, Sequence[Audio]], model: Optional[str] = None, device: str = "auto",

@@ -150,6 +150,16 @@ def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
 
 
+def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    from .engine.precision import ENCODER_RUNTIMES
+
+    parser.add_argument("--encoder-runtime", type=options.choice(ENCODER_RUNTIMES), choices=ENCODER_RUNTIMES,
+                        default="torch",
+                        help="onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
+                             "NeMo's export() into the cache; needs requirements-onnx.txt), about 20%% faster "
+                             "than torch on the CPU; decoding stays NeMo's")
+
+
 def add_decode_graphs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-graphs", type=options.choice(GRAPH_MODES), choices=GRAPH_MODES, default="off",
                         help=GRAPHS_HELP)
@@ -254,14 +264,16 @@ def check_rank_device(args) -> None:
 
 
 def check_dtype_on_named_devices(args) -> None:
-    """fp16 on a CPU the user named; `auto` is checked once resolved (select_device(dtype=...)).
-    The accuracy reference always runs fp32, so --reference is not one of them."""
-    from .engine.precision import check_dtype_for_device
+    """fp16 on a CPU the user named, and the encoder runtime with them; `auto` is checked once
+    resolved (select_device(dtype=...)). The accuracy reference always runs fp32 in torch, so
+    --reference is not one of them."""
+    from .engine.precision import check_dtype_for_device, check_encoder_runtime
 
     devices = getattr(args, "devices", None) or _as_list(getattr(args, "device", None))
     for dtype in _as_list(getattr(args, "dtype", None)):
         for device in devices:
             check_dtype_for_device(dtype, device)
+            check_encoder_runtime(getattr(args, "encoder_runtime", "torch"), device, dtype)
 
 
 def check_decoder_device(args) -> None:

@@ -21,7 +21,7 @@ for module in ("onnx", "onnxruntime", "onnx_asr", "sherpa_onnx", "jiwer"):
 
 pytestmark = pytest.mark.slow
 
-CONTENDERS = {"toolkit fp32", "onnx-asr fp32", "onnx-asr int8", "sherpa-onnx fp32", "sherpa-onnx int8"}
+CONTENDERS = {"toolkit fp32", "toolkit fp32+onnxruntime", "onnx-asr fp32", "onnx-asr int8", "sherpa-onnx fp32", "sherpa-onnx int8"}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,12 @@ def test_onnx_asr_fp32_writes_the_toolkit_fp32_transcripts(smoke):
         assert row["equal_to_toolkit_fp32"] == row["compared"] == len(row["texts"]), (part, row)
         assert row["texts"] == rows(doc, part)["toolkit fp32"]["texts"]
         assert row["wer_vs_toolkit_fp32"] == 0
+
+
+def test_the_toolkit_with_onnxruntime_writes_its_fp32_transcripts(smoke):
+    doc = smoke["doc"]
+    for part in ("clip", "set"):
+        assert rows(doc, part)["toolkit fp32+onnxruntime"]["texts"] == rows(doc, part)["toolkit fp32"]["texts"]
 
 
 def test_every_peer_is_close_to_the_toolkit(smoke):

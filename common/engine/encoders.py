@@ -25,16 +25,28 @@ CAST_ONCE_DEVICES = ("cpu", "cuda")
 
 
 @contextlib.contextmanager
-def encoder_at(loaded, dtype: str, attention: Optional[str] = None):
-    """Inside the block `loaded.model.encoder` is the encoder for `dtype`; the model's own after.
-    `attention` names the attention the encoder has now (long audio changes it), so a copy built
-    for the other attention is not reused."""
+def encoder_at(loaded, dtype: str, attention: Optional[str] = None, runtime: str = "torch"):
+    """Inside the block `loaded.model.encoder` is the encoder for `dtype` and `runtime`; the
+    model's own after. `attention` names the attention the encoder has now (long audio changes
+    it), so a copy built for the other attention is not reused; ONNX Runtime's export has full
+    attention only, so long audio keeps torch."""
+    if runtime == "onnxruntime" and attention is None:
+        from .onnx_encoder import onnx_encoder
+
+        with _encoder_swapped(loaded.model, onnx_encoder(loaded)):
+            yield
+        return
     if dtype == "fp32" or (dtype in ("bf16", "fp16") and loaded.device.split(":")[0] not in CAST_ONCE_DEVICES):
         yield
         return
-    model = loaded.model
+    with _encoder_swapped(loaded.model, _encoder_copy(loaded, dtype, attention)):
+        yield
+
+
+@contextlib.contextmanager
+def _encoder_swapped(model, encoder):
     own = model.encoder
-    model.encoder = _encoder_copy(loaded, dtype, attention)
+    model.encoder = encoder
     try:
         yield
     finally:

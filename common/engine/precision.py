@@ -15,6 +15,7 @@ from ..errors import SetupError
 from .forwards import wrapped_forward
 
 DTYPES = ("fp32", "bf16", "fp16", "int8")
+ENCODER_RUNTIMES = ("torch", "onnxruntime")  # onnxruntime: common/engine/onnx_encoder.py
 
 
 def check_dtype(name: str) -> str:
@@ -34,6 +35,26 @@ def check_dtype_for_device(dtype: str, device: str) -> None:
     if dtype == "int8" and device.split(":")[0].strip().lower() not in ("cpu", "auto"):
         raise SetupError(f"--dtype int8: CPU only (dynamically quantized int8 kernels are fbgemm's, x86); "
                          f"use bf16 or fp16 on {device}")
+
+
+def check_encoder_runtime(runtime: str, device: str, dtype: str) -> None:
+    """Refuse what ONNX Runtime cannot do here, before any model is loaded: it runs the CPU fp32
+    encoder only, and needs the onnxruntime package (requirements-onnx.txt)."""
+    if runtime == "torch":
+        return
+    if runtime not in ENCODER_RUNTIMES:
+        raise SetupError(f"--encoder-runtime {runtime!r}: not one of {', '.join(ENCODER_RUNTIMES)}")
+    if device.split(":")[0] not in ("cpu", "auto"):
+        raise SetupError(f"--encoder-runtime onnxruntime: CPU only, not {device}; use --encoder-runtime torch there")
+    if dtype != "fp32":
+        raise SetupError(f"--encoder-runtime onnxruntime: fp32 only, not --dtype {dtype} "
+                         f"(bf16 and int8 run faster in torch on this CPU)")
+    import importlib.util
+
+    for package in ("onnxruntime", "onnx"):
+        if importlib.util.find_spec(package) is None:
+            raise SetupError(f"--encoder-runtime onnxruntime: {package} is not installed; "
+                             f"pip install -r requirements-onnx.txt -c constraints.txt")
 
 
 def cpu_precision_warning(dtype: str) -> str | None:

@@ -40,6 +40,7 @@ class TranscribeOptions:
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # above this, alone and with local attention
     decode_graphs: str = "off"  # off/on/auto: TDT decoding replayed from npu graphs (graph_decoding.py)
+    encoder_runtime: str = "torch"  # torch; onnxruntime: the CPU fp32 encoder in ONNX Runtime (onnx_encoder.py)
     debug: bool = False  # re-raise model failures instead of recording them per file
 
 
@@ -162,7 +163,7 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
 def _transcribe_batch(loaded: LoadedModel, signals: list, options: TranscribeOptions, long_audio: bool,
                       stages: Optional[dict], counts: Optional[dict]) -> list[Transcript]:
     attention = long_audio_encoder(loaded.model) if long_audio else contextlib.nullcontext()
-    with attention as mode, encoder_at(loaded, options.dtype, mode), \
+    with attention as mode, encoder_at(loaded, options.dtype, mode, options.encoder_runtime), \
             lstm_kernels(loaded.model, loaded.decoder_device or loaded.device, options.dtype):
         hypotheses = _run_engine(loaded, signals, options, stages, counts)
     frame_seconds = seconds_per_encoder_frame(loaded.model)

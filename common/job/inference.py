@@ -76,7 +76,8 @@ class InferenceJob:
         options = self.settings.options
         return {"model": model_identity(self.source), "device": self.choice.device, "dtype": options.dtype,
                 "engine": options.engine, "timestamps": list(options.timestamp_kinds),
-                "long_audio_seconds": options.long_audio_seconds}
+                "long_audio_seconds": options.long_audio_seconds,
+                **({"encoder_runtime": options.encoder_runtime} if options.encoder_runtime != "torch" else {})}
 
     def batches(self, indices: list[int]) -> Iterator[list[tuple[int, FileRecord]]]:
         """Records of the inputs at `indices`, batch by batch as each finishes."""
@@ -110,7 +111,7 @@ class InferenceJob:
         if "failed" in self.loaded.info["loader"]:
             self.say(f"warning: loaded with {self.loaded.info['loader']}")
         self.device_info.update({"name": device_name(device), "dtype": settings.options.dtype,
-                                 "engine": settings.options.engine,
+                                 "engine": settings.options.engine, "encoder_runtime": settings.options.encoder_runtime,
                                  "decoder_device": settings.decoder_device or device,
                                  "cpu_threads": cpu_threads_in_use()})
 

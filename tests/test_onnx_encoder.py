@@ -1,0 +1,93 @@
+"""--encoder-runtime onnxruntime: the encoder exported by NeMo's export() and run by ONNX Runtime
+gives NeMo's transcripts and timestamps, really runs (not the torch encoder), is exported once per
+model and reused, and is refused where it cannot run."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime/onnx not installed (pip install -r requirements-onnx.txt -c constraints.txt)")
+
+DEMO_CLIPS = sorted(glob.glob(str(REPO / "demo" / "clips" / "*.wav")))[:12]
+
+
+@pytest.fixture(scope="module")
+def demo_pair():
+    """The demo model twice: torch's encoder, and ONNX Runtime's."""
+    from common import load_model
+
+    return load_model("demo", device="cpu"), load_model("demo", device="cpu", encoder_runtime="onnxruntime")
+
+
+def test_transcripts_and_timestamps_equal_nemo_transcribe(demo_pair):
+    """Against NeMo's own model.transcribe() on the same files, and against the toolkit in torch;
+    batches of several clips (padding inside ONNX Runtime's input) and of one."""
+    from common.engine.transcriber import run_nemo_transcribe
+    from common.inputs.audio import load_audio
+
+    torch_model, onnx_model = demo_pair
+    signals = [load_audio(path) for path in DEMO_CLIPS]
+    nemo_texts = [h.text for h in run_nemo_transcribe(torch_model.loaded.model, signals)]
+    batched = onnx_model.transcribe(DEMO_CLIPS, timestamps="word", batch_size=6)
+    alone = [onnx_model.transcribe(path, timestamps="word") for path in DEMO_CLIPS[:3]]
+    reference = torch_model.transcribe(DEMO_CLIPS, timestamps="word", batch_size=6)
+    assert [r.text for r in batched] == nemo_texts
+    assert [r.timestamps for r in batched] == [r.timestamps for r in reference]
+    assert [(r.text, r.timestamps) for r in alone] == [(r.text, r.timestamps) for r in reference[:3]]
+    assert any(r.text for r in batched)
+
+
+def test_the_encoder_really_runs_in_onnxruntime(tmp_path, monkeypatch):
+    """Once exported, the torch encoder's weights no longer matter: zeroed, the torch runtime
+    loses the words and the ONNX Runtime one keeps them."""
+    import torch
+
+    from common import load_model
+
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path))
+    model = load_model("demo", device="cpu", encoder_runtime="onnxruntime")
+    before = model.transcribe(DEMO_CLIPS[0]).text
+    assert before
+    with torch.no_grad():
+        for parameter in model.loaded.model.encoder.parameters():
+            parameter.zero_()
+    assert model.transcribe(DEMO_CLIPS[0]).text == before
+    model.encoder_runtime = "torch"
+    assert model.transcribe(DEMO_CLIPS[0]).text != before
+
+
+def test_exported_once_and_reused(tmp_path, monkeypatch):
+    """The export is published under the cache by a rename; a second load only opens it."""
+    from common import load_model
+
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path))
+    first = load_model("demo", device="cpu", encoder_runtime="onnxruntime").transcribe(DEMO_CLIPS[0]).text
+    folders = os.listdir(tmp_path / "onnx-encoders")
+    assert len(folders) == 1 and not folders[0].startswith("."), folders  # no temp folder left behind
+    onnx_file = tmp_path / "onnx-encoders" / folders[0] / "encoder.onnx"
+    written = os.stat(onnx_file).st_mtime_ns
+    again = load_model("demo", device="cpu", encoder_runtime="onnxruntime").transcribe(DEMO_CLIPS[0]).text
+    assert again == first and first
+    assert os.listdir(tmp_path / "onnx-encoders") == folders and os.stat(onnx_file).st_mtime_ns == written
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--dtype", "int8"], "fp32 only, not --dtype int8"),
+    (["--dtype", "bf16"], "fp32 only, not --dtype bf16"),
+    (["--device", "npu:0"], "CPU only, not npu:0"),
+])
+def test_refused_where_it_cannot_run(args, problem):
+    proc = subprocess.run([sys.executable, "inference.py", "--model", "demo", "--encoder-runtime", "onnxruntime",
+                           *args, DEMO_CLIPS[0]], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert problem in proc.stderr and "Traceback" not in proc.stderr
