@@ -139,7 +139,14 @@ def test_corpus_vocabulary_and_held_out_split():
     assert demo_corpus.number_words(70) == "seventy" and demo_corpus.plural("child") == "children"
 
 
+def open_sources_missing() -> str | None:
+    from tools.open_corpus import missing_sources
+
+    return missing_sources()
+
+
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is not installed")
+@pytest.mark.skipif(bool(open_sources_missing()), reason=f"the recipe is not installed here: {open_sources_missing()}")
 def test_training_steps_reduce_the_loss(tmp_path):
     """A few optimizer steps of the real recipe (espeak-ng -> features -> our TDT loss) on one
     small batch: the loss must fall. The shipped model is never retrained in tests."""
@@ -159,7 +166,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     losses = []
-    for _ in range(25):
+    for _ in range(14):  # the loss falls steadily: 0.57x by step 14, 0.17x by step 25 (measured)
         loss = recipe.training_step(model, batch, TDT_DURATIONS, model.decoder.blank_idx, 0.02)
         optimizer.zero_grad()
         loss.backward()
@@ -183,12 +190,6 @@ def test_spoken_form_of_written_text():
     for text in ("Mr. Smith went home", "the NASA budget", "pi is 3.14", "at 10:30", "e.g. this one",
                  "the 1990s", "a 2x4 board", "see http://x.org", "a million is 1000000"):
         assert spoken(text) is None, text
-
-
-def open_sources_missing() -> str | None:
-    from tools.open_corpus import missing_sources
-
-    return missing_sources()
 
 
 @pytest.mark.skipif(bool(open_sources_missing()), reason=f"{open_sources_missing()}")

@@ -77,6 +77,7 @@ class InferenceJob:
         return {"model": model_identity(self.source), "device": self.choice.device, "dtype": options.dtype,
                 "engine": options.engine, "timestamps": list(options.timestamp_kinds),
                 "long_audio_seconds": options.long_audio_seconds,
+                # only when not torch: streams written before the option existed still resume
                 **({"encoder_runtime": options.encoder_runtime} if options.encoder_runtime != "torch" else {})}
 
     def batches(self, indices: list[int]) -> Iterator[list[tuple[int, FileRecord]]]:
