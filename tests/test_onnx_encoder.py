@@ -91,3 +91,25 @@ def test_refused_where_it_cannot_run(args, problem):
                            *args, DEMO_CLIPS[0]], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert problem in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_resumes_only_with_the_runtime_it_was_made_with(tmp_path, capsys):
+    """Records made by one encoder are not finished by the other: --resume of a run made with
+    ONNX Runtime (its stream's settings as that run writes them) is refused in torch, naming it."""
+    import json
+
+    import inference
+    from common.device.accelerators import resolve_device
+    from common.engine.transcriber import TranscribeOptions
+    from common.inputs.sources import collect_inputs
+    from common.job.inference import InferenceJob, JobSettings
+    from common.model.loading import resolve_model_source
+
+    output = tmp_path / "out.json"
+    made_with = InferenceJob(resolve_model_source("demo"), collect_inputs(DEMO_CLIPS[:1]), resolve_device("cpu"),
+                             JobSettings(TranscribeOptions(encoder_runtime="onnxruntime"), "fast", None))
+    (tmp_path / "out.json.partial.jsonl").write_text(
+        json.dumps({"format": "parakeet-records/1", "settings": made_with.fingerprint()}) + "\n")
+    code = inference.main(["--model", "demo", "--device", "cpu", "--engine", "nemo", "--output", str(output),
+                           "--resume", DEMO_CLIPS[0]])
+    assert code == 2 and "encoder_runtime" in capsys.readouterr().err and not output.exists()
