@@ -306,8 +306,9 @@ def load_toolkit(spec: str, variant: str) -> Contender:
 
     from common.api import load_model
 
-    dtype, _, runtime = variant.partition("+")
-    runtime = runtime or "torch"
+    on_onnxruntime = variant.endswith(ONNX_RUNTIME_SUFFIX)
+    dtype = variant[:-len(ONNX_RUNTIME_SUFFIX)] if on_onnxruntime else variant
+    runtime = "onnxruntime" if on_onnxruntime else "torch"
     start = time.perf_counter()
     model = load_model(spec, device="cpu", dtype=dtype, encoder_runtime=runtime)
     model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))  # untimed: the export or its session, once
