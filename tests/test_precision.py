@@ -53,7 +53,7 @@ def test_bf16_weights_cast_once_equal_autocast(perturbed):
 _BF16_WITHOUT_ONEDNN_LSTM = """
 import json, sys
 import torch
-from common.engine.precision import onednn_runs_bf16_lstm
+from common.engine.lstm import onednn_runs_bf16_lstm
 from common.engine.transcriber import TranscribeOptions, transcribe_signals
 from common.inputs.audio import load_audio
 from common.model.loading import load_model

@@ -102,8 +102,10 @@ def per_clip_token_durations(model) -> None:
         previous_state = kwargs.get("prev_batched_state", args[2] if len(args) > 2 else None)
         # The graph path (graph_decoding.py) runs NeMo's graph steps, which keep each clip's own
         # durations: nothing to fix there.
+        # A clip decoded alone has no batch mates to take its durations from.
         if getattr(computer, "include_duration", True) and getattr(hyps, "token_durations", None) is not None \
-                and previous_state is None and not getattr(hyps, "durations_per_clip", False):
+                and previous_state is None and not getattr(hyps, "durations_per_clip", False) \
+                and hyps.token_durations.shape[0] > 1:
             _recompute_durations(computer, encoder_output, hyps)
         return result
 

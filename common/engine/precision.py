@@ -9,7 +9,6 @@ words), so `fp32_features` does it for NeMo's own transcribe() on every version.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 from ..errors import SetupError
 from .forwards import wrapped_forward
@@ -80,49 +79,6 @@ def cpu_flags() -> set:
     except OSError:
         pass
     return set()
-
-
-@contextlib.contextmanager
-def lstm_kernels(model, device: str, dtype: str):
-    """Inside the block the model's LSTMs (the TDT prediction network) run on PyTorch's own CPU
-    kernels, still at `dtype`, where oneDNN cannot build a bf16 LSTM on this CPU; elsewhere nothing
-    changes. torch sends autocast's bf16 LSTM to oneDNN, which on some CPUs without native bf16
-    (CI's; any CPU with oneDNN capped at AVX2) cannot build it: every call fails with "could not
-    create a primitive descriptor for the LSTM forward propagation primitive"."""
-    if dtype != "bf16" or device.split(":")[0] != "cpu" or onednn_runs_bf16_lstm():
-        yield
-        return
-    import torch
-
-    def without_onednn(original):
-        def forward(*args, **kwargs):
-            # Not mkldnn.flags(): from torch 2.13 on it also sets oneDNN's TF32 and warns each time.
-            enabled, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
-            try:
-                return original(*args, **kwargs)
-            finally:
-                torch.backends.mkldnn.enabled = enabled
-        return forward
-
-    with contextlib.ExitStack() as stack:
-        for module in model.modules():
-            if isinstance(module, torch.nn.LSTM):
-                stack.enter_context(wrapped_forward(module, without_onednn))
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def onednn_runs_bf16_lstm() -> bool:
-    """Whether a tiny LSTM runs under CPU bf16 autocast as the model's would (oneDNN's kernels)."""
-    import torch
-
-    lstm = torch.nn.LSTM(8, 8)
-    try:
-        with torch.inference_mode(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-            lstm(torch.zeros(1, 1, 8))
-    except RuntimeError:
-        return False
-    return True
 
 
 def autocast(device: str, dtype: str = "fp32"):

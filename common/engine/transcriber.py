@@ -22,7 +22,8 @@ from .batched import decode_batch, per_clip_token_durations, tdt_loop
 from .encoders import encoder_at
 from .graph_decoding import use_decode_graphs
 from .long_audio import long_audio_encoder
-from .precision import autocast, fp32_features, lstm_kernels
+from .lstm import lstm_kernels
+from .precision import autocast, fp32_features
 from .records import FileRecord, Timestamp, Transcript
 
 ENGINES = ("nemo", "batched")
