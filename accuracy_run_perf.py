@@ -12,6 +12,7 @@ Examples:
   python accuracy_run_perf.py --model demo --audio examples/demo.wav --devices cpu
   python accuracy_run_perf.py --audio clips/ --devices npu:0,cpu --batch-sizes 1,4,16 --output perf.json
   python accuracy_run_perf.py --audio sample.wav --engine nemo,batched --dtype fp32,bf16 --csv perf.csv
+  python accuracy_run_perf.py --audio sample.wav --engine batched --encoder-runtime torch,onnxruntime --dtype fp32,int8
   python accuracy_run_perf.py --audio data/test --limit 32 --html perf.html
   python accuracy_run_perf.py --audio clips/ --device npu:0 --engine batched --decode-graphs off,on --decoder-device same,cpu
 """
@@ -25,7 +26,7 @@ import time
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 from common import cli, options  # noqa: E402
-from common.engine.precision import DTYPES  # noqa: E402  (light)
+from common.engine.precision import DTYPES, ENCODER_RUNTIMES  # noqa: E402  (light)
 
 
 def build_parser():
@@ -46,6 +47,10 @@ def build_parser():
                         "placements side by side, 'same' being the device itself: same,cpu")
     parser.add_argument("--decode-graphs", type=options.comma_list(options.choice(cli.GRAPH_MODES)), default="off",
                         help=cli.GRAPHS_HELP + ". A comma list sweeps them side by side: off,on")
+    parser.add_argument("--encoder-runtime", type=options.comma_list(options.choice(ENCODER_RUNTIMES)),
+                        default="torch",
+                        help="torch; onnxruntime: the encoder in ONNX Runtime (CPU fp32 configurations only; "
+                             "needs requirements-onnx.txt). A comma list sweeps them side by side: torch,onnxruntime")
     cli.add_long_audio_argument(parser)
     parser.add_argument("--batch-sizes", type=options.comma_list(options.integer(1)), default="1",
                         help="batch size sweep, e.g. 1,4,16")
@@ -109,7 +114,7 @@ def run_benchmark(args, import_seconds: float) -> dict:
         cli.say(f"model: {describe(source)}")
     placements = args.decoder_device or []
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes),
-                      decode_graphs=tuple(args.decode_graphs),
+                      decode_graphs=tuple(args.decode_graphs), encoder_runtimes=tuple(args.encoder_runtime),
                       decoder_devices=tuple(_placement(p) for p in placements) if len(placements) > 1 else (None,))
     # one placement elsewhere: the model is loaded that way, as before the sweep existed
     one = _placement(placements[0]) if len(placements) == 1 else None
@@ -155,7 +160,7 @@ def run_ranked_benchmark(args, import_seconds: float, source, ranks):
     if args.decoder_device and len(args.decoder_device) > 1:
         raise SetupError("--decoder-device: under torchrun give one placement, not a list")
     sweep = PerfSweep(dtypes=tuple(args.dtype), engines=tuple(args.engine), batch_sizes=tuple(args.batch_sizes),
-                      decode_graphs=tuple(args.decode_graphs))
+                      decode_graphs=tuple(args.decode_graphs), encoder_runtimes=tuple(args.encoder_runtime))
     placement = _placement(args.decoder_device[0]) if args.decoder_device else "same"
     decoder_device = None if placement == "same" else placement
     options = PerfOptions(warmup=args.warmup, runs=args.runs, stage_runs=args.stage_runs,

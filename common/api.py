@@ -168,6 +168,7 @@ class PerfRow:
     p90_seconds: float
     rtfx: float
     peak_memory_bytes: int
+    encoder_runtime: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -183,24 +184,30 @@ class PerfResult:
 
 def benchmark(audio: Union[str, Sequence[str]], model: Optional[str] = None, devices: Sequence[str] = ("auto",),
               dtypes: Sequence[str] = ("fp32",), engines: Sequence[str] = ("batched",),
-              batch_sizes: Sequence[int] = (1,), warmup: int = 1, runs: int = 5) -> PerfResult:
-    """accuracy_run_perf.py as a call: every device x dtype x engine x batch size, timed."""
+              batch_sizes: Sequence[int] = (1,), warmup: int = 1, runs: int = 5,
+              encoder_runtimes: Sequence[str] = ("torch",)) -> PerfResult:
+    """accuracy_run_perf.py as a call: every device x dtype x engine x batch size x encoder runtime
+    (onnxruntime: CPU fp32 rows only), timed."""
     import time
 
     from .device.accelerators import resolve_device
+    from .engine.precision import check_encoder_runtimes
     from .measure.perf import PerfOptions, PerfSweep, load_signals, run_perf
     from .model.loading import ModelPool, default_model_spec, import_nemo_asr, resolve_model_source
 
+    check_encoder_runtimes([r for r in encoder_runtimes if r != "torch"], list(devices), list(dtypes))
     start = time.perf_counter()
     import_nemo_asr()
     import_seconds = time.perf_counter() - start
     source = resolve_model_source(model or default_model_spec())
     inputs = load_signals([audio] if isinstance(audio, str) else list(audio))
     document = run_perf([resolve_device(d) for d in devices], source, ModelPool(), inputs,
-                        PerfSweep(tuple(dtypes), tuple(engines), tuple(batch_sizes)),
+                        PerfSweep(tuple(dtypes), tuple(engines), tuple(batch_sizes),
+                                  encoder_runtimes=tuple(encoder_runtimes)),
                         PerfOptions(warmup=warmup, runs=runs), import_seconds, "benchmark()")
     rows = [PerfRow(r["config"]["device"], r["config"]["dtype"], r["config"]["engine"], r["config"]["batch_size"],
-                    r["audio_seconds"], r["stats"]["median"], r["stats"]["p90"], r["rtfx"], r["memory"]["peak"])
+                    r["audio_seconds"], r["stats"]["median"], r["stats"]["p90"], r["rtfx"], r["memory"]["peak"],
+                    r["config"].get("encoder_runtime", "torch"))
             for r in document["results"]]
     return PerfResult(rows, document)
 

@@ -267,13 +267,16 @@ def check_dtype_on_named_devices(args) -> None:
     """fp16 on a CPU the user named, and the encoder runtime with them; `auto` is checked once
     resolved (select_device(dtype=...)). The accuracy reference always runs fp32 in torch, so
     --reference is not one of them."""
-    from .engine.precision import check_dtype_for_device, check_encoder_runtime
+    from .engine.precision import check_dtype_for_device, check_encoder_runtimes
 
     devices = getattr(args, "devices", None) or _as_list(getattr(args, "device", None))
-    for dtype in _as_list(getattr(args, "dtype", None)):
+    dtypes = _as_list(getattr(args, "dtype", None))
+    for dtype in dtypes:
         for device in devices:
             check_dtype_for_device(dtype, device)
-            check_encoder_runtime(getattr(args, "encoder_runtime", "torch"), device, dtype)
+    runtimes = [r for r in _as_list(getattr(args, "encoder_runtime", None)) if r != "torch"]
+    if runtimes and devices and dtypes:
+        check_encoder_runtimes(runtimes, devices, dtypes)
 
 
 def check_decoder_device(args) -> None:

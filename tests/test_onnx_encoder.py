@@ -113,3 +113,30 @@ def test_a_run_resumes_only_with_the_runtime_it_was_made_with(tmp_path, capsys):
     code = inference.main(["--model", "demo", "--device", "cpu", "--engine", "nemo", "--output", str(output),
                            "--resume", DEMO_CLIPS[0]])
     assert code == 2 and "encoder_runtime" in capsys.readouterr().err and not output.exists()
+
+
+def test_perf_sweeps_the_runtimes_side_by_side(tmp_path):
+    """accuracy_run_perf.py --encoder-runtime torch,onnxruntime: an ONNX Runtime row for the CPU fp32
+    configuration only (int8 stays torch's), its encoder exported and run (the export lands in the
+    cache), its transcripts checked against the other engine's and labelled in the table; a sweep
+    where it can run nowhere is refused in one line."""
+    import json
+
+    output, cache = tmp_path / "perf.json", tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "accuracy_run_perf.py", "--model", "demo", "--audio", *DEMO_CLIPS[:2],
+                           "--engine", "batched", "--dtype", "fp32,int8", "--encoder-runtime", "torch,onnxruntime",
+                           "--warmup", "0", "--runs", "1", "--output", str(output)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PARAKEET_CACHE_DIR=str(cache)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(output.read_text())["results"]
+    assert [(r["config"]["dtype"], r["config"]["encoder_runtime"]) for r in results] == \
+        [("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "torch")]
+    assert results[1]["engine_check"]["identical"] is True
+    assert len(list((cache / "onnx-encoders").glob("*/*.onnx"))) == 1
+    assert any("onnxruntime" in line and line.startswith("cpu") for line in proc.stdout.splitlines())
+    refused = subprocess.run([sys.executable, "accuracy_run_perf.py", "--model", "demo", "--audio", DEMO_CLIPS[0],
+                              "--dtype", "bf16,int8", "--encoder-runtime", "torch,onnxruntime"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--encoder-runtime onnxruntime: fp32 only, not --dtype bf16" in refused.stderr

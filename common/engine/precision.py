@@ -36,7 +36,7 @@ def check_dtype_for_device(dtype: str, device: str) -> None:
                          f"use bf16 or fp16 on {device}")
 
 
-def check_encoder_runtime(runtime: str, device: str, dtype: str) -> None:
+def check_encoder_runtime(runtime: str, device: str, dtype: str, packages: bool = True) -> None:
     """Refuse what ONNX Runtime cannot do here, before any model is loaded: it runs the CPU fp32
     encoder only, and needs the onnxruntime package (requirements-onnx.txt)."""
     if runtime == "torch":
@@ -48,12 +48,31 @@ def check_encoder_runtime(runtime: str, device: str, dtype: str) -> None:
     if dtype != "fp32":
         raise SetupError(f"--encoder-runtime onnxruntime: fp32 only, not --dtype {dtype} "
                          f"(bf16 and int8 run faster in torch on this CPU)")
+    if not packages:
+        return
     import importlib.util
 
     for package in ("onnxruntime", "onnx"):
         if importlib.util.find_spec(package) is None:
             raise SetupError(f"--encoder-runtime onnxruntime: {package} is not installed; "
                              f"pip install -r requirements-onnx.txt -c constraints.txt")
+
+
+def runtime_applies(runtime: str, device: str, dtype: str) -> bool:
+    """Whether `runtime` can run the encoder for `device` at `dtype` (a sweep skips the rest)."""
+    try:
+        check_encoder_runtime(runtime, device, dtype, packages=False)
+    except SetupError:
+        return False
+    return True
+
+
+def check_encoder_runtimes(runtimes: list, devices: list, dtypes: list) -> None:
+    """A sweep's runtimes: each must run somewhere in it (devices x dtypes), with its packages."""
+    for runtime in runtimes:
+        if not any(runtime_applies(runtime, device, dtype) for device in devices for dtype in dtypes):
+            check_encoder_runtime(runtime, devices[0], dtypes[0])  # raises, saying why
+        check_encoder_runtime(runtime, "cpu", "fp32")  # the packages
 
 
 def cpu_precision_warning(dtype: str) -> str | None:

@@ -57,7 +57,7 @@ def run_ranked_perf(world: World, choice: DeviceChoice, source: ModelSource, poo
         loaded = pool.get(source, choice.device)
         if loaded.timestamps:
             configure_decoding(loaded.model, loaded.decoder_device or loaded.device, timestamps=False)
-        config = PerfConfig(choice.device, sweep.dtypes[0], sweep.engines[0], sweep.batch_sizes[0], sweep.decode_graphs[0])
+        config = sweep.configs(choice.device)[0]  # the sweep's first setting of every option
         # 2. one rank alone on the whole set (the others wait at the barrier)
         baseline_seconds, whole_audio = None, None
         if world.is_main:

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
 from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
+from ..engine.precision import runtime_applies
 from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, batches_for, transcribe_signals
 from ..errors import InputError
 from ..inputs.audio import duration_seconds
@@ -35,11 +36,13 @@ class PerfConfig:
     batch_size: int = 1
     decode_graphs: str = "off"  # --decode-graphs for this configuration
     decoder_device: Optional[str] = None  # where the TDT decoder and joint run; None: where the model put them
+    encoder_runtime: str = "torch"  # --encoder-runtime for this configuration
 
     @property
     def label(self) -> str:
         extra = (f" graphs {self.decode_graphs}" if self.decode_graphs != "off" else "") + \
-            (f" decoder {self.decoder_device}" if self.decoder_device else "")
+            (f" decoder {self.decoder_device}" if self.decoder_device else "") + \
+            (f" encoder {self.encoder_runtime}" if self.encoder_runtime != "torch" else "")
         return f"{self.device} {self.dtype} {self.engine} b{self.batch_size}{extra}"
 
 
@@ -50,11 +53,13 @@ class PerfSweep:
     batch_sizes: tuple = (1,)
     decode_graphs: tuple = ("off",)
     decoder_devices: tuple = (None,)  # None: where the model was loaded with them; "same": on the device
+    encoder_runtimes: tuple = ("torch",)
 
     def configs(self, device: str) -> list:
         """Every combination on `device`; decoder placements other than the device run the batched
-        engine only (NeMo's transcribe() keeps the decoder with the encoder), and graphs only
-        apply where the decoder runs on the npu."""
+        engine only (NeMo's transcribe() keeps the decoder with the encoder), graphs only apply
+        where the decoder runs on the npu, and an encoder runtime other than torch where it can run
+        (ONNX Runtime: the CPU at fp32)."""
         configs = []
         for decoder in self.decoder_devices:
             decoder = device if decoder == "same" else decoder
@@ -63,10 +68,10 @@ class PerfSweep:
                 for e in self.engines:
                     for b in self.batch_sizes:
                         for g in self.decode_graphs:
-                            config = PerfConfig(device, d, e, b, g, decoder)
-                            if elsewhere and (e == "nemo" or g != "off"):
-                                continue
-                            configs.append(config)
+                            for r in self.encoder_runtimes:
+                                if elsewhere and (e == "nemo" or g != "off") or not runtime_applies(r, device, d):
+                                    continue
+                                configs.append(PerfConfig(device, d, e, b, g, decoder, r))
         return configs
 
 
@@ -111,7 +116,7 @@ def pass_options(config: PerfConfig, options: PerfOptions) -> TranscribeOptions:
     budget), under the long-audio rule."""
     return TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine,
                              batch_seconds=float("inf"), long_audio_seconds=options.long_audio_seconds,
-                             decode_graphs=config.decode_graphs)
+                             decode_graphs=config.decode_graphs, encoder_runtime=config.encoder_runtime)
 
 
 def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], options: TranscribeOptions,
@@ -283,9 +288,9 @@ def device_ratios(results: list[dict]) -> list[dict]:
     for result in results:
         cfg = result["config"]
         by_setting.setdefault((cfg["dtype"], cfg["engine"], cfg["batch_size"], cfg.get("decode_graphs", "off"),
-                               cfg.get("decoder_device")), []).append(result)
+                               cfg.get("decoder_device"), cfg.get("encoder_runtime", "torch")), []).append(result)
     ratios = []
-    for (dtype, engine, batch_size, _, _), group in by_setting.items():
+    for (dtype, engine, batch_size, *_), group in by_setting.items():
         if len(group) < 2:
             continue
         base = group[0]

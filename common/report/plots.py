@@ -142,8 +142,10 @@ def _config_label(config: dict) -> str:
 
 
 def placement_label(config: dict) -> str:
-    """' graphs on', ' decoder cpu': how decoding ran, where a perf sweep set it."""
+    """' graphs on', ' decoder cpu', ' encoder onnxruntime': how it ran, where a perf sweep set it."""
     graphs = config.get("decode_graphs", "off")
     decoder = config.get("decoder_device")
+    runtime = config.get("encoder_runtime", "torch")
     return (f" graphs {graphs}" if graphs != "off" else "") + \
-        (f" decoder {decoder}" if decoder and decoder != config["device"] else "")
+        (f" decoder {decoder}" if decoder and decoder != config["device"] else "") + \
+        (f" encoder {runtime}" if runtime != "torch" else "")

@@ -95,6 +95,7 @@ def perf_rows(document: dict) -> list[dict]:
         rows.append({
             "device": cfg["device"], "dtype": cfg["dtype"], "engine": cfg["engine"], "batch_size": cfg["batch_size"],
             "decode_graphs": cfg.get("decode_graphs", "off"), "decoder_device": cfg.get("decoder_device") or cfg["device"],
+            "encoder_runtime": cfg.get("encoder_runtime", "torch"),
             "audio_s": r["audio_seconds"], "runs": stats["n"], "mean_s": stats["mean"], "median_s": stats["median"],
             "p90_s": stats["p90"], "p99_s": stats["p99"], "min_s": stats["min"], "max_s": stats["max"],
             "stdev_s": stats["stdev"], "rtfx": r["rtfx"],
@@ -141,11 +142,12 @@ def perf_table(document: dict) -> str:
                                           tablefmt="simple", disable_numparse=True), ""]
     table = perf_rows(document)
     rows = [[r["device"], r["dtype"], r["engine"], r["batch_size"], r["decode_graphs"], r["decoder_device"],
-             _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
+             r["encoder_runtime"], _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
              _fmt(r["stdev_s"], ".4f"), _fmt(r["rtfx"], ".2f"), _fmt(r["features_s"], ".4f"), _fmt(r["encoder_s"], ".4f"),
              _fmt(r["decoding_s"], ".4f"), _fmt(r["other_s"], ".4f"), _mib(r["peak_memory_bytes"]),
              {True: "same", False: "DIFFER", None: "-"}[r["engines_identical"]]] for r in table]
-    lines.append(tabulate(rows, headers=["device", "dtype", "engine", "batch", "graphs", "decoder", "median s", "p90 s",
+    lines.append(tabulate(rows, headers=["device", "dtype", "engine", "batch", "graphs", "decoder", "encoder in",
+                                         "median s", "p90 s",
                                          "stdev s", "RTFx", "features s", "encoder s", "decoding s", "other s",
                                          "peak MiB", "engines"],
                           tablefmt="simple", disable_numparse=True))
