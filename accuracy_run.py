@@ -10,6 +10,7 @@ Examples:
   python accuracy_run.py --audio LibriSpeech/test-clean --limit 0.1 --html report.html   # also kaldi/, *.parquet
   python accuracy_run.py --audio dev.jsonl --device npu:0 --reference-results gpu_pred.jsonl   # NeMo's pred_text
   python accuracy_run.py --model demo --audio demo/clips/manifest.jsonl --device cpu --dtype bf16 --min-match 0
+  python accuracy_run.py --model demo --audio demo/clips/ --device cpu --encoder-runtime onnxruntime   # ORT vs torch
 
 Exit status: 0 thresholds met, 1 not met (or a file failed), 2 setup error.
 """
@@ -37,6 +38,7 @@ def build_parser():
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
     parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",
                         help=argparse.SUPPRESS)  # the old name, until the next release
+    cli.add_encoder_runtime_argument(parser, "the target's encoder; the reference's is always torch's")
     cli.add_decode_graphs_argument(parser)
     cli.add_long_audio_argument(parser)
     cli.add_threshold_arguments(parser)
@@ -83,6 +85,7 @@ def accuracy_command(args) -> int:
 
 
 def run_accuracy_check(args, items, target_source, reference_source, pool, publish) -> dict:
+    from common.engine.precision import check_encoder_runtime
     from common.job.accuracy import AccuracyRun, accuracy_check
     from common.measure.accuracy import AccuracyOptions
     from common.model.loading import describe
@@ -91,11 +94,12 @@ def run_accuracy_check(args, items, target_source, reference_source, pool, publi
     target = cli.select_device(args.device, announce=not args.json, dtype=args.dtype, ranks=ranks,
                                threads=args.threads)
     reference = cli.select_device(args.reference, announce=False)
+    check_encoder_runtime(args.encoder_runtime, target.device, args.dtype)  # --device auto, now resolved
     if target_source.note and not args.json:
         cli.say(f"model: {describe(target_source)}")
     options = AccuracyOptions(dtype=args.dtype, warmup=args.warmup, min_match=args.min_match,
                               max_wer=args.max_wer, debug=args.debug, long_audio_seconds=args.long_audio_seconds,
-                              seed=args.seed, decode_graphs=args.decode_graphs)
+                              seed=args.seed, decode_graphs=args.decode_graphs, encoder_runtime=args.encoder_runtime)
     run = AccuracyRun(output=args.output, resume=args.resume, reference_results=args.reference_results,
                       command_line=cli.launch_line(args, ranks), truth_text=args.truth_text,
                       progress=cli.show_progress(args.json), say=cli.say)

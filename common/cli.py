@@ -150,12 +150,13 @@ def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
 
 
-def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
+def add_encoder_runtime_argument(parser: argparse.ArgumentParser, which: str = "") -> None:
     from .engine.precision import ENCODER_RUNTIMES
 
     parser.add_argument("--encoder-runtime", type=options.choice(ENCODER_RUNTIMES), choices=ENCODER_RUNTIMES,
                         default="torch",
-                        help="onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
+                        help=(f"{which}. " if which else "") +
+                             "onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
                              "NeMo's export() into the cache; needs requirements-onnx.txt), about 20%% faster "
                              "than torch on the CPU; decoding stays NeMo's")
 

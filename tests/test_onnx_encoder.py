@@ -140,3 +140,20 @@ def test_perf_sweeps_the_runtimes_side_by_side(tmp_path):
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--encoder-runtime onnxruntime: fp32 only, not --dtype bf16" in refused.stderr
+
+
+def test_accuracy_run_compares_onnxruntime_with_the_torch_reference(tmp_path):
+    """accuracy_run.py --encoder-runtime onnxruntime: the target's encoder runs in ONNX Runtime (its
+    export lands in the cache), the reference's in torch, and every file matches."""
+    import json
+
+    output, cache = tmp_path / "accuracy.json", tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "accuracy_run.py", "--model", "demo", "--audio", *DEMO_CLIPS[:4],
+                           "--device", "cpu", "--encoder-runtime", "onnxruntime", "--output", str(output)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PARAKEET_CACHE_DIR=str(cache)))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    document = json.loads(output.read_text())
+    assert document["target"]["encoder_runtime"] == "onnxruntime" and "encoder in onnxruntime" in proc.stdout
+    assert document["accuracy"]["aggregate"]["exact_matches"] == document["accuracy"]["aggregate"]["compared"] == 4
+    assert len(list((cache / "onnx-encoders").glob("*/*.onnx"))) == 1

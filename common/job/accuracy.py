@@ -128,7 +128,9 @@ def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source:
     prepare_device(reference.device, exact_fp32=True)
     fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
                    "device": target.device, "reference": reference.device, "dtype": options.dtype,
-                   "long_audio_seconds": options.long_audio_seconds}
+                   "long_audio_seconds": options.long_audio_seconds,
+                   # only when not torch, so that runs recorded before the option still resume
+                   **({"encoder_runtime": options.encoder_runtime} if options.encoder_runtime != "torch" else {})}
     sides = _Sides(pool, target, reference, target_source, reference_source, options, reused)
     ranked = RankedRun(world, target.device, run.say)
     try:
@@ -199,6 +201,7 @@ def _document(target, reference, target_source, reference_source, items, options
         "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind,
                             "reused_from": run.reference_results},
         "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
+                   "encoder_runtime": options.encoder_runtime,
                    "settings": settings, "reason": target.reason},
         "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
         "inputs": [item.path for item in items],
@@ -233,7 +236,7 @@ class _Sides:
             self.warmed = True
 
     def target(self, signal) -> dict:
-        return transcribe_side(self.pool.get(*self.target_key), signal, self.options.side(self.options.dtype))
+        return transcribe_side(self.pool.get(*self.target_key), signal, self.options.target_side())
 
     def reference_for(self, item: AudioInput) -> Callable[[object], dict]:
         reused = self.reused.get(os.path.realpath(item.path))

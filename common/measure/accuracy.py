@@ -35,11 +35,16 @@ class AccuracyOptions:
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the same long-audio rule on both sides
     seed: int = 0  # the bootstrap's resampling (confidence intervals)
     decode_graphs: str = "off"  # --decode-graphs (applies where decoding runs on an npu)
+    encoder_runtime: str = "torch"  # the target's; the reference's encoder is always torch's
 
-    def side(self, dtype: str) -> TranscribeOptions:
+    def side(self, dtype: str, encoder_runtime: str = "torch") -> TranscribeOptions:
         """How one side transcribes: one file at a time, word timestamps, at `dtype`."""
         return TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype,
-                                 long_audio_seconds=self.long_audio_seconds, decode_graphs=self.decode_graphs)
+                                 long_audio_seconds=self.long_audio_seconds, decode_graphs=self.decode_graphs,
+                                 encoder_runtime=encoder_runtime)
+
+    def target_side(self) -> TranscribeOptions:
+        return self.side(self.dtype, self.encoder_runtime)
 
 
 def _timed_transcript(loaded: LoadedModel, signal, options: TranscribeOptions) -> tuple:
@@ -105,7 +110,7 @@ def warm_up(target: LoadedModel, reference: Optional[LoadedModel], items: list[A
             for _ in range(options.warmup):
                 if reference is not None:
                     _timed_transcript(reference, signal, options.side("fp32"))
-                _timed_transcript(target, signal, options.side(options.dtype))
+                _timed_transcript(target, signal, options.target_side())
         except Exception as error:
             raise_unless_per_file(error, options.debug)
             continue

@@ -52,6 +52,7 @@ def accuracy_table(document: dict) -> str:
     lines = [f"model: {document['model']['spec']}" + (f" ({document['model']['note']})"
                                                        if document["model"].get("note") else ""),
              f"target: {target['device']} ({target['name']}), {target['dtype']}"
+             + (f", encoder in {target['encoder_runtime']}" if target.get("encoder_runtime", "torch") != "torch" else "")
              + (f", {', '.join(target['settings'])}" if target["settings"] else ""),
              f"reference: {ref['device']} ({ref['name']}), fp32", "",
              tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
