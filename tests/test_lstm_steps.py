@@ -94,10 +94,11 @@ def test_decoding_runs_fused_steps_with_nemo_transcripts_and_timestamps():
     ours, reference = load_model("demo", device="cpu"), load_model("demo", device="cpu")
     model = reference.loaded.model
     signals = [load_audio(path) for path in DEMO_CLIPS]
-    hypotheses = []
-    nemo_calls = _lstm_kernel_calls(lambda: hypotheses.extend(
+    output = []
+    nemo_calls = _lstm_kernel_calls(lambda: output.append(
         model.transcribe(signals, batch_size=1, return_hypotheses=True, timestamps=True, verbose=False)))
     model.eval()
+    hypotheses = output[0][0] if isinstance(output[0], tuple) else output[0]  # NeMo 2.x: (best, all)
     frame_seconds = seconds_per_encoder_frame(model)
     expected = [(h.text, timestamps_in_seconds(h, ("word",), frame_seconds, duration_seconds(s))["word"])
                 for h, s in zip(hypotheses, signals)]

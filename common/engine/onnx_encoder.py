@@ -111,6 +111,9 @@ class OnnxRuntimeEncoder(torch.nn.Module):
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's threads otherwise spin for a while after each run, on the cores torch's decoding
+        # runs on next: decoding the clip after it took 0.085-0.092 s instead of 0.048-0.051 (measured).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         object.__setattr__(self, "_torch_encoder", torch_encoder)  # not a child: its weights are not ours
