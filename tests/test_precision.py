@@ -99,10 +99,12 @@ def test_copies_are_built_once_and_the_model_keeps_its_encoder(perturbed, clips)
 
 @pytest.mark.parametrize("engine", ["batched", "nemo"])
 def test_int8_runs_quantized_linear_layers(tiny_nemo, clips, engine):
-    """Inside the encoder the Linear layers that run are dynamically quantized, with int8 weights;
-    at fp32 they are the model's own float layers."""
+    """Inside the encoder the Linear layers that run, and the pointwise convolutions (Linear layers
+    over channels), are dynamically quantized, with int8 weights; at fp32 they are the model's own
+    float layers."""
     import torch
 
+    from common.engine.int8 import pointwise
     from common.engine.transcriber import TranscribeOptions, transcribe_signals
     from common.model.loading import load_model
 
@@ -128,6 +130,11 @@ def test_int8_runs_quantized_linear_layers(tiny_nemo, clips, engine):
     texts = transcribe_signals(loaded, signals, TranscribeOptions(dtype="int8", engine=engine, batch_size=2))
     assert seen == {(True, torch.qint8)}, seen
     assert all(t.text for t in texts)
+    fp32_layers, int8_copy = list(loaded.model.encoder.modules()), loaded.encoders["int8"][1]
+    convolutions = sum(pointwise(m) for m in fp32_layers)
+    assert convolutions and not any(pointwise(m) for m in int8_copy.modules())
+    quantized = [m for m in int8_copy.modules() if "quantized" in type(m).__module__ and type(m).__name__ == "Linear"]
+    assert len(quantized) == sum(type(m).__name__ == "Linear" for m in fp32_layers) + convolutions
     for handle in handles:
         handle.remove()
 

@@ -4,16 +4,13 @@ fp32 is the model's own encoder. For bf16/fp16 the model still runs under autoca
 weights autocast casts on every call (those of Linear and convolution layers) are cast once, in
 a copy of the encoder that shares every other tensor with the model: the arithmetic is the
 same, so the output equals autocast's bit for bit, without converting 600M weights per call.
-int8 (CPU only) is a copy whose Linear layers are dynamically quantized: int8 weights with one
-scale per output channel, activations quantized per call, run by fbgemm's VNNI kernels. Both
-copies cost memory (bf16: half the encoder's weights; int8: a quarter) and a one-time build."""
+int8 (CPU only) is a copy with its Linear layers dynamically quantized (common/engine/int8.py).
+Both copies cost memory (bf16: half the encoder's weights; int8: a quarter) and a one-time build."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 # The layers whose weights autocast runs in low precision (torch's autocast op lists: linear,
@@ -70,7 +67,9 @@ def build_encoder(encoder, dtype: str):
     import torch
 
     if dtype == "int8":
-        return _quantized(encoder)
+        from .int8 import quantized_encoder
+
+        return quantized_encoder(encoder)
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
     for module in encoder.modules():
@@ -78,32 +77,3 @@ def build_encoder(encoder, dtype: str):
             for name, tensor in module.named_parameters(recurse=False):
                 memo[id(tensor)] = torch.nn.Parameter(tensor.detach().to(low), requires_grad=False)
     return copy.deepcopy(encoder, memo).eval()
-
-
-def _quantized(encoder):
-    """Each Linear layer replaced by its dynamically quantized form (what torch's
-    quantize_dynamic does, with per-channel weights), the layers converted on as many threads as
-    torch uses: quantizing and packing 600M weights is otherwise seconds of one core."""
-    import torch
-
-    memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
-    structure = copy.deepcopy(encoder, memo).eval()  # new modules, the model's tensors
-    targets = [(parent, name, child) for parent in structure.modules()
-               for name, child in parent.named_children() if type(child) is torch.nn.Linear]
-    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        converted = list(pool.map(_quantized_linear, [child for _, _, child in targets]))
-    for (parent, name, _), layer in zip(targets, converted):
-        setattr(parent, name, layer)
-    return structure
-
-
-def _quantized_linear(linear):
-    import torch.ao.nn.quantized.dynamic as quantized
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-
-    linear.qconfig = per_channel_dynamic_qconfig
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic int8
-        # kernels faster than these on x86 (fbgemm, VNNI).
-        warnings.simplefilter("ignore")
-        return quantized.Linear.from_float(linear)
