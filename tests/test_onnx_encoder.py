@@ -115,45 +115,48 @@ def test_a_run_resumes_only_with_the_runtime_it_was_made_with(tmp_path, capsys):
     assert code == 2 and "encoder_runtime" in capsys.readouterr().err and not output.exists()
 
 
-def test_perf_sweeps_the_runtimes_side_by_side(tmp_path):
+def test_perf_sweeps_the_runtimes_side_by_side(tmp_path, monkeypatch, capsys):
     """accuracy_run_perf.py --encoder-runtime torch,onnxruntime: an ONNX Runtime row for the CPU fp32
     configuration only (int8 stays torch's), its encoder exported and run (the export lands in the
     cache), its transcripts checked against the other engine's and labelled in the table; a sweep
     where it can run nowhere is refused in one line."""
     import json
 
+    import accuracy_run_perf
+
     output, cache = tmp_path / "perf.json", tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "accuracy_run_perf.py", "--model", "demo", "--audio", *DEMO_CLIPS[:2],
-                           "--engine", "batched", "--dtype", "fp32,int8", "--encoder-runtime", "torch,onnxruntime",
-                           "--warmup", "0", "--runs", "1", "--output", str(output)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PARAKEET_CACHE_DIR=str(cache)))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(cache))
+    code = accuracy_run_perf.main(["--model", "demo", "--audio", *DEMO_CLIPS[:2], "--engine", "batched",
+                                   "--dtype", "fp32,int8", "--encoder-runtime", "torch,onnxruntime",
+                                   "--warmup", "0", "--runs", "1", "--output", str(output)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-2000:]
     results = json.loads(output.read_text())["results"]
     assert [(r["config"]["dtype"], r["config"]["encoder_runtime"]) for r in results] == \
         [("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "torch")]
     assert results[1]["engine_check"]["identical"] is True
     assert len(list((cache / "onnx-encoders").glob("*/*.onnx"))) == 1
-    assert any("onnxruntime" in line and line.startswith("cpu") for line in proc.stdout.splitlines())
-    refused = subprocess.run([sys.executable, "accuracy_run_perf.py", "--model", "demo", "--audio", DEMO_CLIPS[0],
-                              "--dtype", "bf16,int8", "--encoder-runtime", "torch,onnxruntime"],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "--encoder-runtime onnxruntime: fp32 only, not --dtype bf16" in refused.stderr
+    assert any("onnxruntime" in line and line.startswith("cpu") for line in printed.out.splitlines())
+    assert accuracy_run_perf.main(["--model", "demo", "--audio", DEMO_CLIPS[0], "--dtype", "bf16,int8",
+                                   "--encoder-runtime", "torch,onnxruntime"]) == 2
+    refused = capsys.readouterr().err
+    assert "--encoder-runtime onnxruntime: fp32 only, not --dtype bf16" in refused and "Traceback" not in refused
 
 
-def test_accuracy_run_compares_onnxruntime_with_the_torch_reference(tmp_path):
+def test_accuracy_run_compares_onnxruntime_with_the_torch_reference(tmp_path, monkeypatch, capsys):
     """accuracy_run.py --encoder-runtime onnxruntime: the target's encoder runs in ONNX Runtime (its
     export lands in the cache), the reference's in torch, and every file matches."""
     import json
 
+    import accuracy_run
+
     output, cache = tmp_path / "accuracy.json", tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "accuracy_run.py", "--model", "demo", "--audio", *DEMO_CLIPS[:4],
-                           "--device", "cpu", "--encoder-runtime", "onnxruntime", "--output", str(output)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PARAKEET_CACHE_DIR=str(cache)))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(cache))
+    code = accuracy_run.main(["--model", "demo", "--audio", *DEMO_CLIPS[:4], "--device", "cpu",
+                              "--encoder-runtime", "onnxruntime", "--output", str(output)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out[-2000:] + printed.err[-2000:]
     document = json.loads(output.read_text())
-    assert document["target"]["encoder_runtime"] == "onnxruntime" and "encoder in onnxruntime" in proc.stdout
+    assert document["target"]["encoder_runtime"] == "onnxruntime" and "encoder in onnxruntime" in printed.out
     assert document["accuracy"]["aggregate"]["exact_matches"] == document["accuracy"]["aggregate"]["compared"] == 4
     assert len(list((cache / "onnx-encoders").glob("*/*.onnx"))) == 1
