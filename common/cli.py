@@ -157,8 +157,8 @@ def add_encoder_runtime_argument(parser: argparse.ArgumentParser, which: str = "
                         default="torch",
                         help=(f"{which}. " if which else "") +
                              "onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
-                             "NeMo's export() into the cache; needs requirements-onnx.txt), about 20%% faster "
-                             "than torch on the CPU; decoding stays NeMo's")
+                             "NeMo's export() into the cache; needs requirements-onnx.txt), 1.2-2x faster "
+                             "than torch on the CPU (measured; it varies by CPU); decoding stays NeMo's")
 
 
 def add_decode_graphs_argument(parser: argparse.ArgumentParser) -> None:
