@@ -134,3 +134,17 @@ def test_json_output_and_option_errors(capsys, tiny_nemo, clips):
     assert "first_call_seconds" not in doc["results"][0]  # no warm-up run, so no first call was separated
     assert accuracy_run_perf.main(["--model", str(tiny_nemo), "--engine", "onnx", clips[0]]) == 2
     assert "--engine 'onnx'" in capsys.readouterr().err
+
+
+def test_a_device_with_nothing_to_measure_is_refused_before_any_model_loads():
+    """--device auto resolved to an accelerator with --encoder-runtime onnxruntime alone: no
+    configuration applies there; one line, and no model is loaded (the pool is never asked)."""
+    from common.device.accelerators import DeviceChoice
+    from common.errors import SetupError
+    from common.measure.perf import PerfOptions, PerfSweep, run_perf
+
+    sweep = PerfSweep(encoder_runtimes=("onnxruntime",))
+    assert sweep.configs("cpu") and not sweep.configs("cuda:0")
+    with pytest.raises(SetupError, match="nothing to measure on cuda:0"):
+        run_perf([DeviceChoice("cpu", "test"), DeviceChoice("cuda:0", "test")], None, None, None, sweep,
+                 PerfOptions(), 0.0, "test")

@@ -49,7 +49,9 @@ def pointwise(module) -> bool:
 def _quantized(layer):
     if type(layer) is torch.nn.Linear:
         return _quantized_linear(layer)
-    linear = torch.nn.Linear(layer.in_channels, layer.out_channels, bias=layer.bias is not None)
+    # skip_init: no random initialisation (it would draw from torch's global generator)
+    linear = torch.nn.utils.skip_init(torch.nn.Linear, layer.in_channels, layer.out_channels,
+                                      bias=layer.bias is not None)
     linear.weight = torch.nn.Parameter(layer.weight.detach()[:, :, 0], requires_grad=False)
     if layer.bias is not None:
         linear.bias = torch.nn.Parameter(layer.bias.detach(), requires_grad=False)

@@ -77,7 +77,8 @@ def _step(lstm, input, hx, low):
     hiddens, cells = [], []
     for layer, (weight, bias) in enumerate(_fused_weights(lstm, low)):
         rows = torch.cat([x, hidden[layer].to(x.dtype)], dim=1)
-        gates = torch.addmm(bias, rows if low is None else rows.to(low), weight).float()
+        # bf16: the matmul in bf16, the biases added in fp32, as oneDNN's bf16 LSTM does
+        gates = torch.addmm(bias, rows, weight) if low is None else torch.mm(rows.to(low), weight).float() + bias
         in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
         c = torch.sigmoid(forget_gate) * cell[layer].float() + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
         x = torch.sigmoid(out_gate) * torch.tanh(c)
@@ -89,11 +90,12 @@ def _step(lstm, input, hx, low):
 
 
 def _fused_weights(lstm, low) -> list:
-    """Per layer ([input weights | hidden weights] transposed, both biases summed), at `low` or
-    fp32, built once and rebuilt only when the LSTM's parameters change."""
+    """Per layer ([input weights | hidden weights] transposed, at `low` or fp32; both biases
+    summed, fp32), built once and rebuilt only when the LSTM's parameters change."""
     import torch
 
-    key = (low, tuple((p.data_ptr(), p._version) for p in lstm._flat_weights))
+    # tensors made under inference_mode have no version counter (and cannot be changed in place)
+    key = (low, tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in lstm._flat_weights))
     kept = vars(lstm).get("_fused_step_weights")
     if kept is not None and kept[0] == key:
         return kept[1]
@@ -102,7 +104,7 @@ def _fused_weights(lstm, low) -> list:
         weights = [getattr(lstm, f"{kind}_l{layer}").detach() for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         weight = torch.cat(weights[:2], dim=1).t().contiguous()
         bias = weights[2] + weights[3]
-        fused.append((weight, bias) if low is None else (weight.to(low), bias.to(low)))
+        fused.append((weight, bias) if low is None else (weight.to(low), bias))
     vars(lstm)["_fused_step_weights"] = (key, fused)
     return fused
 

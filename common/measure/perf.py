@@ -20,7 +20,7 @@ from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
 from ..engine.precision import runtime_applies
 from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, batches_for, transcribe_signals
-from ..errors import InputError
+from ..errors import InputError, SetupError
 from ..inputs.audio import duration_seconds
 from ..inputs.sources import InputOptions, collect_inputs, read_signal
 from ..model.loading import LoadedModel, ModelPool, ModelSource, configure_decoding
@@ -308,6 +308,11 @@ def run_perf(choices: list[DeviceChoice], source: ModelSource, pool: ModelPool, 
              sweep: PerfSweep, options: PerfOptions, import_seconds: float, command_line: str,
              progress: Optional[Callable[[PerfConfig], None]] = None) -> dict:
     """Every device x dtype x engine x batch size, models from the pool; the results document."""
+    for choice in choices:  # before any model loads: --device auto is resolved only now
+        if not sweep.configs(choice.device):
+            raise SetupError(f"nothing to measure on {choice.device}: --encoder-runtime "
+                             f"{','.join(sweep.encoder_runtimes)} runs the encoder on the CPU at fp32 only; "
+                             "add torch to the list")
     results, cold, settings = [], {}, {}
     for choice in choices:
         settings[choice.device] = prepare_device(choice.device, exact_fp32=True)
