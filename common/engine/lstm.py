@@ -77,8 +77,7 @@ def _step(lstm, input, hx, low):
     hiddens, cells = [], []
     for layer, (weight, bias) in enumerate(_fused_weights(lstm, low)):
         rows = torch.cat([x, hidden[layer].to(x.dtype)], dim=1)
-        # bf16: the matmul in bf16, the biases added in fp32, as oneDNN's bf16 LSTM does
-        gates = torch.addmm(bias, rows, weight) if low is None else torch.mm(rows.to(low), weight).float() + bias
+        gates = torch.addmm(bias, rows if low is None else rows.to(low), weight).float()
         in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
         c = torch.sigmoid(forget_gate) * cell[layer].float() + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
         x = torch.sigmoid(out_gate) * torch.tanh(c)
@@ -90,8 +89,8 @@ def _step(lstm, input, hx, low):
 
 
 def _fused_weights(lstm, low) -> list:
-    """Per layer ([input weights | hidden weights] transposed, at `low` or fp32; both biases
-    summed, fp32), built once and rebuilt only when the LSTM's parameters change."""
+    """Per layer ([input weights | hidden weights] transposed, both biases summed), at `low` or
+    fp32, built once and rebuilt only when the LSTM's parameters change."""
     import torch
 
     # tensors made under inference_mode have no version counter (and cannot be changed in place)
@@ -104,7 +103,7 @@ def _fused_weights(lstm, low) -> list:
         weights = [getattr(lstm, f"{kind}_l{layer}").detach() for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         weight = torch.cat(weights[:2], dim=1).t().contiguous()
         bias = weights[2] + weights[3]
-        fused.append((weight, bias) if low is None else (weight.to(low), bias))
+        fused.append((weight, bias) if low is None else (weight.to(low), bias.to(low)))
     vars(lstm)["_fused_step_weights"] = (key, fused)
     return fused
 
