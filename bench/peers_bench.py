@@ -261,6 +261,7 @@ class Contender:
     set: Callable  # list of arrays -> list of texts
     load_seconds: float
     notes: dict = field(default_factory=dict)
+    loaded: object = None  # the toolkit's model, which its other variants share
 
     @property
     def precision_class(self) -> str:
@@ -300,17 +301,24 @@ def toolkit_dtypes(option: Optional[str]) -> list[str]:
     return usable
 
 
-def load_toolkit(spec: str, variant: str) -> Contender:
-    """`variant`: a dtype, or fp32+onnxruntime."""
+def load_toolkit(spec: str, variant: str, loaded: Optional[object] = None) -> Contender:
+    """`variant`: a dtype, or fp32+onnxruntime. `loaded`: another variant's model, shared (one
+    fp32 model in memory, each variant adding only its encoder copy), whose load is not counted."""
     import numpy as np
 
-    from common.api import load_model
+    from common.api import Model, load_model
+    from common.engine.precision import check_dtype_for_device, check_encoder_runtime
 
     on_onnxruntime = variant.endswith(ONNX_RUNTIME_SUFFIX)
     dtype = variant[:-len(ONNX_RUNTIME_SUFFIX)] if on_onnxruntime else variant
     runtime = "onnxruntime" if on_onnxruntime else "torch"
     start = time.perf_counter()
-    model = load_model(spec, device="cpu", dtype=dtype, encoder_runtime=runtime)
+    if loaded is None:
+        model = load_model(spec, device="cpu", dtype=dtype, encoder_runtime=runtime)
+    else:
+        check_dtype_for_device(dtype, "cpu")
+        check_encoder_runtime(runtime, "cpu", dtype)
+        model = Model(loaded, dtype, runtime)
     model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32))  # untimed: the export or its session, once
     seconds = time.perf_counter() - start
 
@@ -324,7 +332,7 @@ def load_toolkit(spec: str, variant: str) -> Contender:
         (f", encoder_runtime={runtime!r}" if runtime != "torch" else "") + ").transcribe()"
     return Contender(f"toolkit {variant}", "toolkit", dtype, clip=lambda signal: texts([model.transcribe(signal)])[0],
                      set=lambda signals: texts(model.transcribe(signals)), load_seconds=seconds,
-                     notes={"call": call})
+                     notes={"call": call, "model_shared": loaded is not None}, loaded=model.loaded)
 
 
 def load_onnx_asr(folder: Path, dtype: str, threads: int, facts: dict, arena: bool = False) -> Contender:
@@ -593,9 +601,11 @@ def main(argv=None) -> int:
         exports = ensure_exports(args.model, export_root)
         print(f"peers_bench: exports in {exports['folder']} ({'reused' if exports['reused'] else 'made'}, "
               f"{exports['seconds']} s)", file=sys.stderr)
+    shared = None  # the toolkit's variants share one model: the full-size set with every peer fits in 24 GiB
     for dtype in toolkit_dtypes(args.toolkit_dtypes):
         try:
-            contenders.append(load_toolkit(args.model, dtype))
+            contenders.append(load_toolkit(args.model, dtype, shared))
+            shared = contenders[-1].loaded
         except Exception as error:  # e.g. a dtype this CPU or this toolkit version refuses
             skipped.append({"contender": f"toolkit {dtype}", "reason": f"{type(error).__name__}: {error}"})
     loaders = {"onnx-asr": (load_onnx_asr, "onnx_asr"), "sherpa-onnx": (load_sherpa, "sherpa_onnx")}

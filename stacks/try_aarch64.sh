@@ -6,6 +6,10 @@
 #
 #   sudo stacks/try_aarch64.sh torch2.4|torch2.6|current [ROOT]     (ROOT: default /var/tmp/arm64-root)
 #
+# The installs are the README's commands, run by uv (its aarch64 build from PyPI, as CI runs them on
+# x86_64: same pinned files, same packages) unless INSTALLER=pip: pip itself under emulation spends
+# most of an hour resolving. The README command runs under emulation too (minutes).
+#
 # Needs root, debootstrap and qemu-user-static (apt-get install debootstrap qemu-user-static).
 set -euo pipefail
 line=${1:?usage: try_aarch64.sh torch2.4|torch2.6|current [ROOT]}
@@ -35,22 +39,28 @@ trap 'for fs in proc sys dev; do umount "$root/$fs" 2>/dev/null || true; done' E
 
 rm -rf "$root/src" && git -C "$repo" archive --format=tar --prefix=src/ HEAD | tar -x -C "$root"
 chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root OMP_NUM_THREADS=1 \
-  PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DEFAULT_TIMEOUT=180 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-  TORCH=$torch PINS=$pins /bin/bash -euc '
+  PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1 PIP_DEFAULT_TIMEOUT=180 UV_HTTP_TIMEOUT=180 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  TORCH=$torch PINS=$pins INSTALLER="${INSTALLER:-uv}" /bin/bash -euc '
     cd /src
     echo "try_aarch64: $(uname -m), $(python3 --version)"
     rm -rf /venv && python3 -m venv /venv
+    if [ "$INSTALLER" = uv ]; then
+      [ -x /uv/bin/uv ] || { python3 -m venv /uv && /uv/bin/pip install -q -r .ci/requirements-uv.txt; }
+      pip() { /uv/bin/uv pip "$@" --python /venv/bin/python; }
+    else
+      pip() { /venv/bin/pip "$@"; }
+    fi
     start=$SECONDS
     if [ -n "$TORCH" ]; then
-      /venv/bin/pip install -q "torch==$TORCH"      # on aarch64 PyPI has the CPU build
-      /venv/bin/pip install -q -r $PINS/requirements.txt -c $PINS/constraints.txt
-      /venv/bin/pip install -q --no-deps -r $PINS/requirements-npu.txt
+      pip install -q "torch==$TORCH"      # on aarch64 PyPI has the CPU build
+      pip install -q -r $PINS/requirements.txt -c $PINS/constraints.txt
+      pip install -q --no-deps -r $PINS/requirements-npu.txt
     else
-      /venv/bin/pip install -q -r requirements-npu.txt -c constraints.txt
+      pip install -q -r requirements-npu.txt -c constraints.txt
     fi
-    echo "try_aarch64: installed in $((SECONDS - start)) s"
-    /venv/bin/pip check
-    /venv/bin/pip list 2>/dev/null | grep -i -E "^(torch|torch.npu|nemo.toolkit|numpy) "
+    echo "try_aarch64: installed with $INSTALLER in $((SECONDS - start)) s"
+    pip check
+    pip list 2>/dev/null | grep -i -E "^(torch|torch.npu|nemo.toolkit|numpy) "
     start=$SECONDS
     /venv/bin/python check_accuracy_run_perf.py --model demo --audio examples/demo.wav
     echo "try_aarch64: README command 1 took $((SECONDS - start)) s"

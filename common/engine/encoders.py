@@ -2,8 +2,10 @@
 
 fp32 is the model's own encoder. For bf16/fp16 the model still runs under autocast, but the
 weights autocast casts on every call (those of Linear and convolution layers) are cast once, in
-a copy of the encoder that shares every other tensor with the model: the arithmetic is the
-same, so the output equals autocast's bit for bit, without converting 600M weights per call.
+a copy of the encoder that shares every other tensor with the model, so that 600M weights are not
+converted per call; the copy's layers are laid out for the CPU's kernels (common/engine/layouts.py),
+which changes the order of the sums in its GEMMs, not the precision: its distance to fp32 is
+autocast's (tests/test_precision.py).
 int8 (CPU only) is a copy with its Linear layers dynamically quantized (common/engine/int8.py).
 Both copies cost memory (bf16: half the encoder's weights; int8: a quarter) and a one-time build."""
 
@@ -66,6 +68,8 @@ def build_encoder(encoder, dtype: str):
     """A copy of `encoder` for `dtype` that shares the tensors it does not change."""
     import torch
 
+    from .layouts import fast_layouts
+
     if dtype == "int8":
         from .int8 import quantized_encoder
 
@@ -76,4 +80,6 @@ def build_encoder(encoder, dtype: str):
         if type(module).__name__ in _LOW_PRECISION_LAYERS:
             for name, tensor in module.named_parameters(recurse=False):
                 memo[id(tensor)] = torch.nn.Parameter(tensor.detach().to(low), requires_grad=False)
-    return copy.deepcopy(encoder, memo).eval()
+    structure = copy.deepcopy(encoder, memo).eval()
+    fast_layouts(structure)
+    return structure
