@@ -39,7 +39,7 @@ trap 'for fs in proc sys dev; do umount "$root/$fs" 2>/dev/null || true; done' E
 
 rm -rf "$root/src" && git -C "$repo" archive --format=tar --prefix=src/ HEAD | tar -x -C "$root"
 chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root OMP_NUM_THREADS=1 \
-  PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1 PIP_DEFAULT_TIMEOUT=180 UV_HTTP_TIMEOUT=180 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_SYSTEM_CERTS=1 PIP_DEFAULT_TIMEOUT=180 UV_HTTP_TIMEOUT=180 PIP_DISABLE_PIP_VERSION_CHECK=1 \
   TORCH=$torch PINS=$pins INSTALLER="${INSTALLER:-uv}" /bin/bash -euc '
     cd /src
     echo "try_aarch64: $(uname -m), $(python3 --version)"
