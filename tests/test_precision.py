@@ -195,3 +195,32 @@ def test_int8_long_audio_builds_its_own_copy(tiny_nemo, clips):
     attention_names = {type(m).__name__ for m in loaded.encoders["int8"][1].modules()}
     assert "RelPositionMultiHeadAttentionLongformer" not in attention_names
     assert "RelPositionMultiHeadAttention" in attention_names
+
+
+def test_int8_layers_are_what_torchs_from_float_makes():
+    """The int8 copy quantizes each Linear layer as torch's from_float does (same int8 weights,
+    scales, bias and outputs), only without from_float's extra packing."""
+    import warnings
+
+    import torch
+    import torch.ao.nn.quantized.dynamic as quantized
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    from common.engine.int8 import _quantized_linear
+
+    generator = torch.Generator().manual_seed(0)
+    for bias in (True, False):
+        linear = torch.nn.Linear(96, 160, bias=bias)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(160, 96, generator=generator))
+        linear.qconfig = per_channel_dynamic_qconfig
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = quantized.Linear.from_float(linear)
+        ours = _quantized_linear(linear)
+        assert (ours.in_features, ours.out_features) == (96, 160)
+        assert torch.equal(ours.weight().int_repr(), expected.weight().int_repr())
+        assert torch.equal(ours.weight().q_per_channel_scales(), expected.weight().q_per_channel_scales())
+        assert (ours.bias() is None) == (not bias) and (not bias or torch.equal(ours.bias(), expected.bias()))
+        inputs = torch.randn(5, 96, generator=generator)
+        assert torch.equal(ours(inputs), expected(inputs))

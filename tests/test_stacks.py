@@ -85,6 +85,10 @@ def test_the_cann_version_is_read_from_its_files(tmp_path, layout):
     assert version == "8.5.0" and path.name == "ascend_toolkit_install.info"
     assert stacks.read_driver_version(root) == "24.1.0"
     assert stacks.read_cann_version(tmp_path / "nothing") == (None, None)
+    # what to source: the set_env.sh of the CANN that was found, in its own layout
+    expected = root / ("ascend-toolkit" if layout == "toolkit" else "cann-8.5.0") / "set_env.sh"
+    assert stacks.set_env_script(root, path) == expected
+    assert stacks.set_env_script(root, None) == root / "ascend-toolkit" / "set_env.sh"
 
 
 def dry_run(root: Path, device: str, *extra: str) -> tuple[int, dict]:

@@ -66,7 +66,7 @@ def torch_checks(device_spec: str) -> list[Check]:
     status = probe_npu()
     version = status.torch_npu_version or package_version("torch_npu")
     no_device = "no NPU is visible" in status.diagnosis
-    cann, _ = stacks.read_cann_version()
+    cann, cann_file = stacks.read_cann_version()
     advice = install_advice(torch.__version__, version, cann)
     if version is None and not status.usable:
         checks.append(_check("torch_npu", False, "not installed", advice or "pip install -r requirements-npu.txt "
@@ -80,7 +80,7 @@ def torch_checks(device_spec: str) -> list[Check]:
                              if status.usable else status.diagnosis, _fix_of(status.diagnosis),
                              warn_only=not npu_required))
     relevant = status.usable or version is not None or npu_required
-    checks.extend(ascend_install_checks(relevant, cann))
+    checks.extend(ascend_install_checks(relevant, cann, cann_file))
     checks.extend(stack_checks(torch.__version__, version, cann, npu_required, relevant, advice))
     cuda = cuda_device_count()
     checks.append(Check("cuda", PASS, f"available, {cuda} device(s)" if cuda else "not available (informational)"))
@@ -196,14 +196,14 @@ def _fix_of(diagnosis: str) -> str:
     return diagnosis.split(": ", 1)[-1] if ": " in diagnosis else diagnosis
 
 
-def ascend_install_checks(relevant: bool, cann: Optional[str] = None) -> list[Check]:
+def ascend_install_checks(relevant: bool, cann: Optional[str] = None, cann_file: Optional[Path] = None) -> list[Check]:
     """CANN toolkit and driver versions, read from their usual files under the Ascend root
     ($PARAKEET_ASCEND_ROOT, else /usr/local/Ascend). Without torch_npu they are informational:
     a CPU or CUDA host needs neither."""
     root = stacks.ascend_root()
     driver = stacks.read_driver_version(root)
     sourced = bool(os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH"))
-    set_env = f"run 'source {root}/ascend-toolkit/set_env.sh'"
+    set_env = f"run 'source {stacks.set_env_script(root, cann_file)}'"
     found = [
         ("cann toolkit", cann is not None, cann or f"not found under {root}", "install CANN, then " + set_env),
         ("cann environment", sourced, "sourced" if sourced else "set_env.sh not sourced", set_env),

@@ -214,6 +214,16 @@ def read_cann_version(root: Optional[Path] = None) -> tuple[Optional[str], Optio
     return None, None
 
 
+def set_env_script(root: Path, version_file: Optional[Path]) -> Path:
+    """The set_env.sh of the CANN whose version file is `version_file`: ascend-toolkit/set_env.sh
+    up to 8.3, cann[-X.Y.Z]/set_env.sh in 8.5's layout."""
+    if version_file is not None and version_file.parent.parent.name.startswith("cann"):
+        return version_file.parent.parent / "set_env.sh"
+    if version_file is not None and version_file.parent.name.startswith("cann"):
+        return version_file.parent / "set_env.sh"
+    return root / "ascend-toolkit" / "set_env.sh"
+
+
 def read_driver_version(root: Optional[Path] = None) -> Optional[str]:
     root = ascend_root() if root is None else root
     return _value(root / "driver" / "version.info", ("version", "package_version"))
