@@ -76,6 +76,10 @@ def test_install_commands_follow_the_host():
     assert stacks.install_commands(line, "2.4.0.post2", "aarch64", (3, 11))[0] == "pip install torch==2.4.0"
     on_312 = stacks.install_commands(line, "2.4.0.post2", "aarch64", (3, 12))
     assert on_312[0] == "python3.11 -m venv .venv && . .venv/bin/activate"
+    # PyPI's aarch64 torch is a CUDA build from 2.11 on (the current line): the CPU index there too
+    current = stacks.LINES[-1]
+    assert stacks.install_commands(current, "2.13.0", "aarch64", (3, 11))[0] == \
+        f"pip install torch=={current.torch} --index-url https://download.pytorch.org/whl/cpu"
 
 
 @pytest.mark.parametrize("layout", ["toolkit", "cann-X.Y.Z"])

@@ -18,6 +18,8 @@ from typing import Optional
 DEFAULT_ASCEND_ROOT = Path("/usr/local/Ascend")
 ASCEND_ROOT_ENV = "PARAKEET_ASCEND_ROOT"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# The first torch whose aarch64 wheel on PyPI is a CUDA build (checked by resolving with uv).
+AARCH64_PYPI_CUDA_FROM = "2.11"
 
 # torch_npu release -> the CANN it was built for (Ascend/pytorch COMPATIBILITY.md). 2.13.0 is not
 # in Ascend's table yet; it needs the newest CANN, taken here as 9.1.0.
@@ -149,8 +151,9 @@ def pair_problem(torch_version: str, torch_npu: str, cann: Optional[str]) -> Opt
 
 def install_commands(line: Line, torch_npu: Optional[str], machine: str, python: tuple[int, int]) -> list[str]:
     """The pip commands that install `line` (and `torch_npu`) on a host with this architecture
-    and Python, as Ascend documents it: torch's CPU build (on x86_64 from PyTorch's CPU index,
-    on aarch64 PyPI's torch is the CPU build), then the line's pins, then torch_npu."""
+    and Python, as Ascend documents it: torch's CPU build (on x86_64 from PyTorch's CPU index; on
+    aarch64 PyPI's torch is the CPU build up to 2.10, a CUDA build from 2.11, so the CPU index
+    there too), then the line's pins, then torch_npu."""
     commands = []
     oldest, newest = line.python
     if not oldest <= tuple(python[:2]) <= newest:
@@ -159,6 +162,10 @@ def install_commands(line: Line, torch_npu: Optional[str], machine: str, python:
         commands.append(f"python{wanted} -m venv .venv && . .venv/bin/activate")
     if machine in ("x86_64", "amd64", "AMD64"):
         commands.append(f"pip install torch=={line.torch}+cpu --index-url {TORCH_CPU_INDEX}")
+    elif _release_key(line.torch) >= _release_key(AARCH64_PYPI_CUDA_FROM):
+        # PyPI's aarch64 torch 2.11+ brings 15 nvidia-* packages (3 GB), one of which pip check
+        # rejects (tagged manylinux2014_sbsa); `==` without +cpu matches the CPU index's naming
+        commands.append(f"pip install torch=={line.torch} --index-url {TORCH_CPU_INDEX}")
     else:
         commands.append(f"pip install torch=={line.torch}")
     commands.append(f"pip install -r {line.requirements} -c {line.constraints}")
