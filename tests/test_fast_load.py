@@ -170,3 +170,39 @@ def test_a_failing_fast_loader_falls_back_to_restore_from(tiny_nemo, cache_root,
     loaded = load_model(str(tiny_nemo), "cpu")
     assert loaded.info["loader"].startswith("nemo restore_from (fast loader failed: AttributeError")
     assert loaded.model.cfg.decoding.model_type == "tdt"
+
+
+@pytest.mark.parametrize("python", ["with the data filter", "without it (before 3.11.4)"])
+def test_extraction_keeps_files_inside_and_refuses_links_and_escapes(tmp_path, monkeypatch, python):
+    """A .nemo extracts to the same files with tarfile's "data" filter and, on Pythons without it
+    (Debian bookworm's 3.11.2), with the same refusals done by hand: a member escaping the folder
+    or a link is refused, nothing else is."""
+    import io
+    import tarfile
+
+    from tests.conftest import REPO
+
+    if python.startswith("without"):
+        monkeypatch.delattr(tarfile, "data_filter")
+    demo = REPO / "demo" / "parakeet-tdt-demo.nemo"
+    with tarfile.open(demo, "r:*") as archive:
+        fast_load.extract_safely(archive, tmp_path / "demo")
+        expected = {m.name.lstrip("./") for m in archive.getmembers() if m.isfile()}
+    extracted = {str(p.relative_to(tmp_path / "demo")) for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    assert extracted == expected and expected
+
+    def archive_with(member: tarfile.TarInfo) -> tarfile.TarFile:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+        buffer.seek(0)
+        return tarfile.open(fileobj=buffer, mode="r")
+
+    escape = tarfile.TarInfo("../escaped.txt")
+    escape.size = 1
+    link = tarfile.TarInfo("model_config.yaml")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    for member in (escape, link):
+        with pytest.raises(tarfile.TarError):
+            fast_load.extract_safely(archive_with(member), tmp_path / "bad")
+    assert not (tmp_path / "escaped.txt").exists()

@@ -86,10 +86,26 @@ def _extract(archive_file, root: Path, key: str) -> None:
     partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.partial-"))
     try:
         with tarfile.open(fileobj=archive_file, mode="r:*") as archive:
-            archive.extractall(partial, filter="data")
+            extract_safely(archive, partial)
         os.rename(partial, root / key)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def extract_safely(archive: tarfile.TarFile, folder: Path) -> None:
+    """Extract regular files and folders only, each inside `folder`: tarfile's "data" filter
+    (PEP 706) where this Python has it (3.11.4+, 3.12), the same refusals by hand on older patch
+    releases (Debian bookworm's 3.11.2, where extractall() has no `filter`)."""
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(folder, filter="data")
+        return
+    inside = os.path.realpath(folder)
+    for member in archive.getmembers():
+        target = os.path.realpath(os.path.join(inside, member.name))
+        if not (member.isfile() or member.isdir()) or os.path.isabs(member.name) \
+                or os.path.commonpath([inside, target]) != inside:
+            raise tarfile.TarError(f"refusing to extract {member.name!r}: not a file or folder inside the archive's root")
+    archive.extractall(folder)
 
 
 def _remove_unused_versions(root: Path, prefix: str, keep: str) -> None:
