@@ -184,3 +184,20 @@ def test_full_chain_stops_after_failed_checks(capsys, tmp_path, clips):
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["stages"] == {"checks": "failed"} and "accuracy" not in doc
     assert "Stopped after the environment checks" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_python_without_tarfiles_data_filter_is_named_where_nemo_needs_it(monkeypatch):
+    """NeMo 3.0 unpacks a .nemo with tarfile's filter argument, which Pythons before 3.11.4 lack
+    (Debian bookworm's 3.11.2): the checks say so, as a warning (the default loader works there)."""
+    import tarfile
+
+    from common.checks import environment
+    from common.device.environment import package_version
+
+    assert [c.name for c in environment.python_checks()] == ["python"]
+    monkeypatch.delattr(tarfile, "data_filter")
+    names = {c.name: c for c in environment.python_checks()}
+    if int(package_version("nemo_toolkit").split(".")[0]) >= 3:
+        assert names["python tarfile"].status == environment.WARN and "--loader nemo" in names["python tarfile"].value
+    else:
+        assert list(names) == ["python"]

@@ -50,8 +50,17 @@ def _check(name: str, ok: bool, value: str, fix: str, warn_only: bool = False) -
 
 
 def python_checks() -> list[Check]:
+    import tarfile
+
     version = platform.python_version()
-    return [_check("python", sys.version_info >= (3, 10), version, "use Python 3.10 or newer")]
+    checks = [_check("python", sys.version_info >= (3, 10), version, "use Python 3.10 or newer")]
+    nemo = package_version("nemo_toolkit")
+    if nemo and int(stacks.release(nemo).split(".")[0]) >= 3 and not hasattr(tarfile, "data_filter"):
+        # NeMo 3.0 unpacks a .nemo with tarfile's filter argument (PEP 706: 3.11.4, 3.12)
+        checks.append(Check("python tarfile", WARN, f"Python {version} has no tarfile data filter: NeMo {nemo}'s own "
+                            "restore_from (--loader nemo) cannot unpack a .nemo here; the default loader can",
+                            "use Python 3.11.4 or newer for --loader nemo"))
+    return checks
 
 
 def torch_checks(device_spec: str) -> list[Check]:
