@@ -36,8 +36,8 @@ def quantized_encoder(encoder):
 def _quantized_linear(linear):
     """What torch's `quantized.dynamic.Linear.from_float` makes of `linear` (per-channel qconfig),
     without its first packing: it constructs the layer at full size, packing a matrix of zeros,
-    before packing the real weights (from_float 79 ms a 4M-weight layer, this 45: int8's one-time
-    build 5.5 -> 3.5 s for parakeet; tests/test_precision.py compares the two)."""
+    before packing the real weights (parakeet's int8 build, 2 threads, side by side: 5.3-7.3 s with
+    from_float, 3.1-3.7 s this way; tests/test_precision.py compares the two)."""
     import torch.ao.nn.quantized.dynamic as quantized
     from torch.ao.nn.quantized.modules.utils import _quantize_weight
     from torch.ao.quantization import per_channel_dynamic_qconfig
