@@ -81,6 +81,21 @@ def test_exported_once_and_reused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "onnx-encoders") == folders and os.stat(onnx_file).st_mtime_ns == written
 
 
+def test_the_cache_holds_onnxruntime_s_optimized_graph(tmp_path, monkeypatch):
+    """What is cached is the graph after ONNX Runtime's optimizations (its fused kernels, of the
+    com.microsoft domain), so that opening it later skips them: not NeMo's plain export."""
+    import onnx
+
+    from common import load_model
+
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path))
+    load_model("demo", device="cpu", encoder_runtime="onnxruntime").transcribe(DEMO_CLIPS[0])
+    (onnx_file,) = (tmp_path / "onnx-encoders").glob("*/encoder.onnx")
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    fused = {node.op_type for node in graph.node if node.domain == "com.microsoft"}
+    assert fused, "no ONNX Runtime kernels in the cached graph"
+
+
 @pytest.mark.parametrize("args, problem", [
     (["--dtype", "int8"], "fp32 only, not --dtype int8"),
     (["--dtype", "bf16"], "fp32 only, not --dtype bf16"),
