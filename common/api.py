@@ -87,14 +87,19 @@ def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = "
     onnxruntime, the latter for the CPU at fp32: common/engine/onnx_encoder.py)."""
     from .device.accelerators import prepare_device, resolve_device
     from .engine.precision import check_dtype_for_device, check_encoder_runtime
-    from .model.loading import default_model_spec
+    from .model.loading import default_model_spec, resolve_model_source
     from .model.loading import load_model as load
 
     choice = resolve_device(device)
     check_dtype_for_device(dtype, choice.device)
     check_encoder_runtime(encoder_runtime, choice.device, dtype)
     prepare_device(choice.device, exact_fp32=dtype == "fp32")
-    loaded = load(model or default_model_spec(), choice.device, loader=loader, decoder_device=decoder_device)
+    source = resolve_model_source(model or default_model_spec())
+    if encoder_runtime == "onnxruntime":
+        from .engine.onnx_encoder import open_in_background
+
+        open_in_background(source)
+    loaded = load(source.spec, choice.device, source=source, loader=loader, decoder_device=decoder_device)
     return Model(loaded, dtype, encoder_runtime)
 
 

@@ -96,6 +96,28 @@ def test_the_cache_holds_onnxruntime_s_optimized_graph(tmp_path, monkeypatch):
     assert fused, "no ONNX Runtime kernels in the cached graph"
 
 
+def test_a_short_job_opens_its_session_without_prepacking(tmp_path, monkeypatch, capsys):
+    """Prepacking the weights pays off over minutes of audio only: a one-clip run opens its
+    session without it (in the background, while the model loads) and still gives torch's
+    transcript; a job past the threshold prepacks."""
+    import json
+
+    import inference
+    from common import load_model
+    from common.engine import onnx_encoder
+
+    opened = []
+    real = onnx_encoder._new_session
+    monkeypatch.setattr(onnx_encoder, "_new_session", lambda path, prepack: opened.append(prepack) or real(path, prepack))
+    args = ["--model", "demo", "--audio", DEMO_CLIPS[0], "--encoder-runtime", "onnxruntime", "--json"]
+    assert inference.main(args) == 0
+    text = json.loads(capsys.readouterr().out)["results"][0]["text"]
+    assert opened == [False] and text == load_model("demo", device="cpu").transcribe(DEMO_CLIPS[0]).text
+    monkeypatch.setattr(onnx_encoder, "PREPACK_AFTER_SECONDS", 1.0)
+    assert inference.main(args) == 0
+    assert opened == [False, True]
+
+
 @pytest.mark.parametrize("args, problem", [
     (["--dtype", "int8"], "fp32 only, not --dtype int8"),
     (["--dtype", "bf16"], "fp32 only, not --dtype bf16"),

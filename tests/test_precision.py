@@ -119,45 +119,42 @@ def test_copies_are_built_once_and_the_model_keeps_its_encoder(perturbed, clips)
 
 
 @pytest.mark.parametrize("engine", ["batched", "nemo"])
-def test_int8_runs_quantized_linear_layers(tiny_nemo, clips, engine):
-    """Inside the encoder the Linear layers that run, and the pointwise convolutions (Linear layers
-    over channels), are dynamically quantized, with int8 weights; at fp32 they are the model's own
-    float layers."""
+def test_int8_runs_int8_matmuls(tiny_nemo, clips, engine):
+    """Inside the encoder the Linear layers, and the pointwise convolutions (Linear layers over
+    channels), run as int8 x int8 matmuls (observed: torch._int_mm's operands); at fp32 the
+    encoder runs none, its layers the model's own float layers."""
     import torch
+    from torch.overrides import TorchFunctionMode
 
+    from common.engine.int8 import Int8Linear
     from common.engine.layouts import pointwise
     from common.engine.transcriber import TranscribeOptions, transcribe_signals
     from common.model.loading import load_model
 
+    class IntMatmuls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.operands = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch._int_mm:
+                self.operands.append((args[0].dtype, args[1].dtype))
+            return func(*args, **(kwargs or {}))
+
     loaded = load_model(str(tiny_nemo), "cpu")
-    seen = set()
-
-    def record(module, args, output):
-        weight = module.weight() if callable(module.weight) else module.weight  # quantized: a method
-        seen.add(("quantized" in type(module).__module__, weight.dtype))
-
-    def watch(encoder):
-        return [module.register_forward_hook(record) for module in encoder.modules()
-                if type(module).__name__ == "Linear"]
-
     signals = [load_audio(clip) for clip in clips[:2]]
-    handles = watch(loaded.model.encoder)
-    transcribe_signals(loaded, signals, TranscribeOptions(dtype="fp32", engine=engine, batch_size=2))
-    assert seen == {(False, torch.float32)}
-    seen.clear()
-    transcribe_signals(loaded, signals[:1], TranscribeOptions(dtype="int8", engine=engine))  # builds the copy
-    handles += watch(loaded.encoders["int8"][1])
-    seen.clear()
-    texts = transcribe_signals(loaded, signals, TranscribeOptions(dtype="int8", engine=engine, batch_size=2))
-    assert seen == {(True, torch.qint8)}, seen
+    with IntMatmuls() as fp32_run:
+        transcribe_signals(loaded, signals, TranscribeOptions(dtype="fp32", engine=engine, batch_size=2))
+    assert fp32_run.operands == []
+    with IntMatmuls() as int8_run:
+        texts = transcribe_signals(loaded, signals, TranscribeOptions(dtype="int8", engine=engine, batch_size=2))
     assert all(t.text for t in texts)
     fp32_layers, int8_copy = list(loaded.model.encoder.modules()), loaded.encoders["int8"][1]
     convolutions = sum(pointwise(m) for m in fp32_layers)
-    assert convolutions and not any(pointwise(m) for m in int8_copy.modules())
-    quantized = [m for m in int8_copy.modules() if "quantized" in type(m).__module__ and type(m).__name__ == "Linear"]
-    assert len(quantized) == sum(type(m).__name__ == "Linear" for m in fp32_layers) + convolutions
-    for handle in handles:
-        handle.remove()
+    layers = sum(type(m) is torch.nn.Linear for m in fp32_layers) + convolutions
+    assert convolutions and not any(pointwise(m) or type(m) is torch.nn.Linear for m in int8_copy.modules())
+    assert sum(type(m) is Int8Linear for m in int8_copy.modules()) == layers
+    assert set(int8_run.operands) == {(torch.int8, torch.int8)} and len(int8_run.operands) >= layers
 
 
 def test_int8_is_refused_off_the_cpu():
@@ -197,30 +194,62 @@ def test_int8_long_audio_builds_its_own_copy(tiny_nemo, clips):
     assert "RelPositionMultiHeadAttention" in attention_names
 
 
-def test_int8_layers_are_what_torchs_from_float_makes():
-    """The int8 copy quantizes each Linear layer as torch's from_float does (same int8 weights,
-    scales, bias and outputs), only without from_float's extra packing."""
-    import warnings
-
+def test_int8_linear_is_the_product_of_its_quantized_operands():
+    """Int8Linear computes, in int32, the product of the weight quantized per output channel and
+    the input quantized per row (checked against the same arithmetic in float64); each row's
+    result does not depend on the other rows of the batch; and it stays close to the float layer."""
     import torch
-    import torch.ao.nn.quantized.dynamic as quantized
-    from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    from common.engine.int8 import _quantized_linear
+    from common.engine.int8 import Int8Linear, quantize_weight
 
     generator = torch.Generator().manual_seed(0)
     for bias in (True, False):
         linear = torch.nn.Linear(96, 160, bias=bias)
         with torch.no_grad():
             linear.weight.copy_(torch.randn(160, 96, generator=generator))
-        linear.qconfig = per_channel_dynamic_qconfig
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            expected = quantized.Linear.from_float(linear)
-        ours = _quantized_linear(linear)
-        assert (ours.in_features, ours.out_features) == (96, 160)
-        assert torch.equal(ours.weight().int_repr(), expected.weight().int_repr())
-        assert torch.equal(ours.weight().q_per_channel_scales(), expected.weight().q_per_channel_scales())
-        assert (ours.bias() is None) == (not bias) and (not bias or torch.equal(ours.bias(), expected.bias()))
-        inputs = torch.randn(5, 96, generator=generator)
-        assert torch.equal(ours(inputs), expected(inputs))
+        weight, scale = quantize_weight(linear.weight)
+        assert weight.dtype == torch.int8 and weight.abs().amax(1).eq(127).all()
+        layer = Int8Linear(weight, scale, None if linear.bias is None else linear.bias.detach())
+        inputs = torch.randn(2, 5, 96, generator=generator) * torch.linspace(0.1, 10, 5)[:, None]
+        rows = inputs.reshape(-1, 96).double()
+        row_scale = rows.abs().amax(1, keepdim=True) / 127
+        expected = (torch.round(rows / row_scale) @ weight.double().T) * row_scale * scale.double()
+        if bias:
+            expected += linear.bias.detach().double()
+        with torch.no_grad():
+            output = layer(inputs)
+            alone = layer(inputs[1, 3:4])
+            reference = linear(inputs)
+        assert output.shape == (2, 5, 160) and output.dtype == torch.float32
+        torch.testing.assert_close(output.reshape(-1, 160).double(), expected, rtol=1e-5, atol=1e-5)
+        assert torch.equal(alone[0], output[1, 3])
+        assert _relative_distance(output, reference) < 0.02
+
+
+def test_int8_weights_are_quantized_once_per_model_file(tiny_nemo, clips, tmp_path, monkeypatch):
+    """The first int8 run saves the encoder's int8 weights in the cache (published whole, by a
+    rename); a later load of the same file reads them instead of quantizing, with the same
+    transcript; another version of the file is quantized again."""
+    import shutil
+
+    from common.engine import int8
+    from common.engine.transcriber import TranscribeOptions, transcribe_signals
+    from common.model.loading import load_model
+
+    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path / "cache"))
+    model_file = tmp_path / "model.nemo"
+    shutil.copy(tiny_nemo, model_file)
+    signals = [load_audio(clips[0])]
+    options = TranscribeOptions(dtype="int8", engine="batched")
+    first = transcribe_signals(load_model(str(model_file), "cpu"), signals, options)[0].text
+    saved = sorted(p.name for p in (tmp_path / "cache" / "int8-encoders").iterdir())
+    assert len(saved) == 2 and saved[1].endswith(".pt") and saved[0] == f".{saved[1]}.lock", saved
+
+    quantized = []
+    real_quantize = int8.quantize_weight
+    monkeypatch.setattr(int8, "quantize_weight", lambda weight: quantized.append(1) or real_quantize(weight))
+    again = transcribe_signals(load_model(str(model_file), "cpu"), signals, options)[0].text
+    assert again == first and first and quantized == []
+    os.utime(model_file, ns=(1, 1))  # another version of the file
+    transcribe_signals(load_model(str(model_file), "cpu"), signals, options)
+    assert quantized and len(list((tmp_path / "cache" / "int8-encoders").glob("*.pt"))) == 2

@@ -6,7 +6,8 @@ a copy of the encoder that shares every other tensor with the model, so that 600
 converted per call; the copy's layers are laid out for the CPU's kernels (common/engine/layouts.py),
 which changes the order of the sums in its GEMMs, not the precision: its distance to fp32 is
 autocast's (tests/test_precision.py).
-int8 (CPU only) is a copy with its Linear layers dynamically quantized (common/engine/int8.py).
+int8 (CPU only) is a copy with its Linear layers in int8 (common/engine/int8.py), their weights
+quantized once per model file and cached on disk.
 Both copies cost memory (bf16: half the encoder's weights; int8: a quarter) and a one-time build."""
 
 from __future__ import annotations
@@ -59,21 +60,23 @@ def _encoder_copy(loaded, dtype: str, attention: Optional[str]):
     if kept is not None and kept[0] == attention:
         return kept[1]
     loaded.encoders.pop(dtype, None)  # free the old copy before building the new one
-    built = build_encoder(loaded.model.encoder, dtype)
+    if dtype == "int8":
+        from .int8 import cached_quantized_encoder
+
+        built = cached_quantized_encoder(loaded)
+    else:
+        built = build_encoder(loaded.model.encoder, dtype)
     loaded.encoders[dtype] = (attention, built)
     return built
 
 
 def build_encoder(encoder, dtype: str):
-    """A copy of `encoder` for `dtype` that shares the tensors it does not change."""
+    """A copy of `encoder` with its weights cast to `dtype` (bf16/fp16), sharing the tensors it
+    does not change."""
     import torch
 
     from .layouts import fast_layouts
 
-    if dtype == "int8":
-        from .int8 import quantized_encoder
-
-        return quantized_encoder(encoder)
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
     for module in encoder.modules():

@@ -1,6 +1,6 @@
 """Compute precision: fp32; bf16/fp16 autocast around the encoder and decoder (the encoder's
-matmul weights cast once, common/engine/encoders.py); int8, a dynamically quantized encoder on
-the CPU with the decoder in fp32.
+matmul weights cast once, common/engine/encoders.py); int8, an encoder whose matmuls run in int8
+on the CPU (common/engine/int8.py), with the decoder in fp32.
 
 Features are always computed in fp32: NeMo 3.0's preprocessor turns autocast off inside itself,
 NeMo 2.2's does not (its STFT and mel projection then run in bf16: features 0.03 apart, other
@@ -32,7 +32,7 @@ def check_dtype_for_device(dtype: str, device: str) -> None:
         raise SetupError("--dtype fp16: not supported on the CPU (fp16 LSTM/conv kernels are missing there); "
                          "use bf16, int8 or fp32")
     if dtype == "int8" and device.split(":")[0].strip().lower() not in ("cpu", "auto"):
-        raise SetupError(f"--dtype int8: CPU only (dynamically quantized int8 kernels are fbgemm's, x86); "
+        raise SetupError(f"--dtype int8: CPU only (its int8 matmuls are oneDNN's CPU kernels); "
                          f"use bf16 or fp16 on {device}")
 
 

@@ -96,17 +96,25 @@ class InferenceJob:
             yield failed
         if not runnable:
             return
-        self._load()
+        self._load([self.items[i] for i in runnable])
         for batch in transcribe_inputs(self.loaded, [self.items[i] for i in runnable], self.settings.options,
                                        progress=self.settings.progress):
             yield [(runnable[position], record) for position, record in batch]
 
-    def _load(self) -> None:
+    def _load(self, items: list[AudioInput]) -> None:
         settings, device = self.settings, self.choice.device
         prepare_device(device, exact_fp32=settings.options.dtype == "fp32")
+        onnxruntime = settings.options.encoder_runtime == "onnxruntime"
+        if onnxruntime:
+            from ..engine import onnx_encoder
+
+            prepack = onnx_encoder.prepacks(sum(planning_duration(item) for item in items))
+            onnx_encoder.open_in_background(self.source, prepack)
         self.loaded = load_model(self.source.spec, device, timestamps=bool(settings.options.timestamp_kinds),
                                  quiet=settings.quiet, source=self.source, loader=settings.loader,
                                  decoder_device=settings.decoder_device)
+        if onnxruntime:
+            onnx_encoder.onnx_encoder(self.loaded, prepack)
         if self.source.note:
             self.say(f"model: {describe(self.source)}")
         if "failed" in self.loaded.info["loader"]:
