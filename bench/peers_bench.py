@@ -19,7 +19,8 @@ What is timed (wall clock, time.perf_counter, every contender on --threads threa
 Not timed: reading and resampling the audio (once, up front), imports, model loading, export and
 quantization, session creation. Rounds are interleaved: every round runs each contender once, in
 an order rotated by one place per round; --warmup rounds first, then --runs timed rounds, of
-which the median is reported. Transcripts: each contender's texts against the toolkit fp32 texts
+which the median is reported. With --isolate each of those calls runs in a child process that
+loads the contender and makes one untimed call first (one model in memory at a time). Transcripts: each contender's texts against the toolkit fp32 texts
 (whitespace collapsed, then compared as strings), and their WER (jiwer) against them.
 Ratios are speeds (x > 1: faster): against the fastest peer of the same precision class
 (fp32, or reduced = bf16/fp16/int8) and against the toolkit at fp32.
@@ -456,6 +457,8 @@ def workload_rows(contenders: list[Contender], results: dict, audio_seconds: flo
         row.update({"median_s": round(median, 4), "times_s": [round(t, 4) for t in result["times"]],
                     "rtfx": round(audio_seconds / median, 2), "texts": texts,
                     "texts_same_every_run": all(t == texts for t in result["texts"])})
+        if result.get("child_pids"):
+            row["child_pids"] = result["child_pids"]
         if reference is not None:
             equal = sum(normalized(a) == normalized(b) for a, b in zip(texts, reference))
             errors, words = word_errors(reference, texts)
@@ -540,6 +543,103 @@ def read_set(spec: str, limit: Optional[int]) -> list[tuple[str, object]]:
     return [(item.path, load_audio(item.path)) for item in items]
 
 
+def load_contenders(args, peers: list[str], threads: int, exports: Optional[dict],
+                    only: Optional[str] = None) -> tuple[list[Contender], list[dict]]:
+    """(contenders, skipped with the reason): the toolkit's variants and the peers', or only the
+    one named `only` (--isolate's child)."""
+    skipped, contenders = [], []
+    shared = None  # the toolkit's variants share one model: the full-size set with every peer fits in 24 GiB
+    for dtype in toolkit_dtypes(args.toolkit_dtypes):
+        if only not in (None, f"toolkit {dtype}"):
+            continue
+        try:
+            contenders.append(load_toolkit(args.model, dtype, shared))
+            shared = contenders[-1].loaded
+        except Exception as error:  # e.g. a dtype this CPU or this toolkit version refuses
+            skipped.append({"contender": f"toolkit {dtype}", "reason": f"{type(error).__name__}: {error}"})
+    loaders = {"onnx-asr": (load_onnx_asr, "onnx_asr"), "sherpa-onnx": (load_sherpa, "sherpa_onnx")}
+    for peer in peers:
+        loader, module = loaders[peer]
+        for dtype in [d for d in args.peer_dtypes.split(",") if d]:
+            if only not in (None, f"{peer} {dtype}"):
+                continue
+            try:
+                __import__(module)
+            except ImportError as error:
+                skipped.append({"contender": f"{peer} {dtype}", "reason": f"{module} does not import: {error}"})
+                continue
+            try:
+                extra = {"arena": args.onnx_asr_arena} if peer == "onnx-asr" else {}
+                contenders.append(loader(Path(exports["folder"]) / peer, dtype, threads, exports["facts"], **extra))
+            except Exception as error:
+                skipped.append({"contender": f"{peer} {dtype}", "reason": f"{type(error).__name__}: {error}"})
+    return contenders, skipped
+
+
+def planned_contenders(args, peers: list[str]) -> list[Contender]:
+    """--isolate's contenders as names only: each is loaded by its own child process."""
+    planned = [Contender(f"toolkit {d}", "toolkit", d.split("+")[0], None, None, 0.0,
+                         notes={"process": "one per round"}) for d in toolkit_dtypes(args.toolkit_dtypes)]
+    return planned + [Contender(f"{peer} {d}", peer, d, None, None, 0.0, notes={"process": "one per round"})
+                      for peer in peers for d in args.peer_dtypes.split(",") if d]
+
+
+def in_child_processes(contenders: list[Contender], workload: str, warmup: int, runs: int, argv: list[str]) -> dict:
+    """`interleaved`, each contender's call in a process of its own every round (--isolate): a
+    child loads that contender alone, makes one untimed call, then the timed one. Only one model
+    is in memory at a time, so the full-size set fits with every contender."""
+    import subprocess
+
+    results = {c.name: {"times": [], "texts": [], "error": None, "child_pids": []} for c in contenders}
+    for number in range(warmup + runs):
+        shift = number % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            result = results[contender.name]
+            if result["error"]:
+                continue
+            child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--child", contender.name,
+                                    "--child-workload", workload], capture_output=True, text=True)
+            lines = child.stdout.strip().splitlines()
+            out = json.loads(lines[-1]) if child.returncode == 0 and lines else \
+                {"error": (child.stderr.strip().splitlines() or [f"exit {child.returncode}"])[-1]}
+            if out.get("error"):
+                result["error"] = out["error"]
+                print(f"peers_bench: {contender.name} failed on the {workload}: {out['error']}", file=sys.stderr)
+            elif number >= warmup:
+                result["times"].append(out["seconds"])
+                result["texts"].append(out["texts"])
+                result["child_pids"].append(out["pid"])
+                contender.load_seconds = out["load_seconds"]
+    return results
+
+
+def contender_entries(contenders: list[Contender]) -> list[dict]:
+    return [{"name": c.name, "family": c.family, "dtype": c.dtype, "precision_class": c.precision_class,
+             "load_seconds": round(c.load_seconds, 2), **c.notes} for c in contenders]
+
+
+def run_child(args, peers: list[str], threads: int, exports: Optional[dict], clip, clips) -> int:
+    """--child NAME: load that contender, call it once untimed and once timed; one JSON line out."""
+    contenders, skipped = load_contenders(args, peers, threads, exports, only=args.child)
+    if not contenders:
+        print(json.dumps({"error": skipped[0]["reason"] if skipped else f"no contender {args.child}"}))
+        return 0
+    contender = contenders[0]
+    call = (lambda: [contender.clip(clip)]) if args.child_workload == "clip" else \
+        (lambda: list(contender.set([signal for _, signal in clips])))
+    try:
+        call()
+        gc.collect()
+        start = time.perf_counter()
+        texts = call()
+        seconds = time.perf_counter() - start
+    except Exception as error:
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+        return 0
+    print(json.dumps({"seconds": seconds, "texts": texts, "load_seconds": contender.load_seconds, "pid": os.getpid()}))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -559,21 +659,29 @@ def main(argv=None) -> int:
     parser.add_argument("--onnx-asr-arena", action="store_true",
                         help="keep ONNX Runtime's CPU memory arena on for onnx-asr (its default; off here by "
                              "default: with it, the full-size set ran out of 24 GiB)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=5, help="timed rounds (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds (default: 1)")
+    parser.add_argument("--runs", type=int, default=None, help="timed rounds (default: 5; 1 with --smoke)")
     parser.add_argument("--export-dir", default=None,
                         help="cache of the peers' exports (default: peers/ in $PARAKEET_CACHE_DIR or "
                              "~/.cache/parakeet-npu)")
     parser.add_argument("--smoke", action="store_true",
-                        help="CI mode: --model demo, 1 warm-up, 1 run, the demo clips as the set")
+                        help="CI mode: --model demo, 1 run, the demo clips as the set")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each contender's call in a process of its own every round (loaded there, one "
+                             "untimed call, then the timed one): one model in memory at a time, so that every "
+                             "contender fits beside the full-size set; slower (a load per call)")
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "peers_bench.json"),
                         help="JSON results (default: %(default)s)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # --isolate's: the contender to run
+    parser.add_argument("--child-workload", choices=("clip", "set"), default="clip", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
         args.model = args.model or "demo"
-        args.warmup, args.runs = 1, 1
+        args.runs = 1 if args.runs is None else args.runs
         args.set = args.set or os.path.join(REPO, "demo", "clips")
     args.model = args.model or "random:parakeet"
+    args.warmup = 1 if args.warmup is None else args.warmup
+    args.runs = 5 if args.runs is None else args.runs
     args.set = args.set or os.path.join(REPO, "bench", "clips", "manifest.jsonl")
     threads = args.threads or physical_cores()
     peers = [p for p in args.peers.split(",") if p]
@@ -591,8 +699,9 @@ def main(argv=None) -> int:
     limits = limit_blas_threads(threads)
     clip = load_audio(args.clip)
     clips = [] if args.set == "none" else read_set(args.set, args.set_limit)
-    print(f"peers_bench: model {args.model}, {threads} threads, clip {len(clip) / SAMPLE_RATE:.2f} s, "
-          f"set {len(clips)} clips", file=sys.stderr)
+    if not args.child:
+        print(f"peers_bench: model {args.model}, {threads} threads, clip {len(clip) / SAMPLE_RATE:.2f} s, "
+              f"set {len(clips)} clips", file=sys.stderr)
 
     skipped, contenders = [], []
     exports = None
@@ -601,27 +710,12 @@ def main(argv=None) -> int:
         exports = ensure_exports(args.model, export_root)
         print(f"peers_bench: exports in {exports['folder']} ({'reused' if exports['reused'] else 'made'}, "
               f"{exports['seconds']} s)", file=sys.stderr)
-    shared = None  # the toolkit's variants share one model: the full-size set with every peer fits in 24 GiB
-    for dtype in toolkit_dtypes(args.toolkit_dtypes):
-        try:
-            contenders.append(load_toolkit(args.model, dtype, shared))
-            shared = contenders[-1].loaded
-        except Exception as error:  # e.g. a dtype this CPU or this toolkit version refuses
-            skipped.append({"contender": f"toolkit {dtype}", "reason": f"{type(error).__name__}: {error}"})
-    loaders = {"onnx-asr": (load_onnx_asr, "onnx_asr"), "sherpa-onnx": (load_sherpa, "sherpa_onnx")}
-    for peer in peers:
-        loader, module = loaders[peer]
-        for dtype in [d for d in args.peer_dtypes.split(",") if d]:
-            try:
-                __import__(module)
-            except ImportError as error:
-                skipped.append({"contender": f"{peer} {dtype}", "reason": f"{module} does not import: {error}"})
-                continue
-            try:
-                extra = {"arena": args.onnx_asr_arena} if peer == "onnx-asr" else {}
-                contenders.append(loader(Path(exports["folder"]) / peer, dtype, threads, exports["facts"], **extra))
-            except Exception as error:
-                skipped.append({"contender": f"{peer} {dtype}", "reason": f"{type(error).__name__}: {error}"})
+    if args.child:
+        return run_child(args, peers, threads, exports, clip, clips)
+    if args.isolate:
+        contenders = planned_contenders(args, peers)
+    else:
+        contenders, skipped = load_contenders(args, peers, threads, exports)
     for entry in skipped:
         print(f"peers_bench: skipped {entry['contender']}: {entry['reason']}", file=sys.stderr)
     names = [c.name for c in contenders]
@@ -632,13 +726,22 @@ def main(argv=None) -> int:
     result = {"what_is_timed": __doc__.split("\n\n")[2], "argv": list(sys.argv[1:] if argv is None else argv),
               "environment": collect_environment(["cpu"], " ".join(sys.argv)), "model": args.model,
               "threads": threads, "blas_threads_limited": limits, "warmup": args.warmup, "runs": args.runs,
-              "reference": reference, "exports": exports, "skipped": skipped,
-              "contenders": [{"name": c.name, "family": c.family, "dtype": c.dtype,
-                              "precision_class": c.precision_class, "load_seconds": round(c.load_seconds, 2),
-                              **c.notes} for c in contenders]}
+              "reference": reference, "exports": exports, "skipped": skipped, "isolate": args.isolate, "pid": os.getpid(),
+              "contenders": contender_entries(contenders)}
     clip_seconds = len(clip) / SAMPLE_RATE
     print(f"peers_bench: clip, {len(contenders)} contenders x {args.warmup}+{args.runs} rounds ...", file=sys.stderr)
-    clip_results = interleaved(contenders, "clip", clip, args.warmup, args.runs)
+    child_argv = ["--model", args.model, "--threads", str(threads), "--export-dir", str(export_root),
+                  "--clip", args.clip, "--set", args.set, "--peers", ",".join(peers), "--peer-dtypes", args.peer_dtypes,
+                  "--toolkit-dtypes", ",".join(toolkit_dtypes(args.toolkit_dtypes)),
+                  *(["--set-limit", str(args.set_limit)] if args.set_limit else []),
+                  *(["--onnx-asr-arena"] if args.onnx_asr_arena else [])]
+
+    def timed(workload: str, payload) -> dict:
+        if args.isolate:
+            return in_child_processes(contenders, workload, args.warmup, args.runs, child_argv)
+        return interleaved(contenders, workload, payload, args.warmup, args.runs)
+
+    clip_results = timed("clip", clip)
     result["clip"] = {"path": args.clip, "audio_seconds": round(clip_seconds, 3),
                       "rows": workload_rows(contenders, clip_results, clip_seconds, reference)}
     write_json_atomic(args.output, result)  # the clip's results survive a set that runs out of memory
@@ -646,10 +749,11 @@ def main(argv=None) -> int:
         signals = [signal for _, signal in clips]
         set_seconds = sum(len(s) for s in signals) / SAMPLE_RATE
         print(f"peers_bench: set ({len(signals)} clips, {set_seconds:.1f} s) ...", file=sys.stderr)
-        set_results = interleaved(contenders, "set", signals, args.warmup, args.runs)
+        set_results = timed("set", signals)
         result["set"] = {"source": args.set, "files": [path for path, _ in clips],
                          "audio_seconds": round(set_seconds, 2),
                          "rows": workload_rows(contenders, set_results, set_seconds, reference)}
+    result["contenders"] = contender_entries(contenders)  # --isolate: with the children's load times
     result["transcripts_vs_reference"] = transcript_summary(result)
     table = ratio_table(result["clip"]["rows"], result.get("set", {}).get("rows"))
     result["table"] = table

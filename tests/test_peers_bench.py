@@ -118,3 +118,24 @@ def test_exports_are_cached_and_reused(smoke):
                      "onnx-asr/config.json", "sherpa-onnx/encoder.int8.onnx", "sherpa-onnx/joiner.onnx",
                      "sherpa-onnx/tokens.txt"):
         assert expected in names, expected
+
+
+def test_isolate_runs_every_call_in_a_process_of_its_own(smoke):
+    """--isolate: each contender's call, every round, in a child process that loads it alone; the
+    transcripts are the in-process run's (same exports, reused)."""
+    out = smoke["export_dir"].parent / "isolated.json"
+    command = [sys.executable, str(REPO / "bench" / "peers_bench.py"), "--smoke", "--isolate", "--warmup", "0",
+               "--runs", "2", "--set", "none", "--toolkit-dtypes", "fp32", "--peers", "onnx-asr", "--peer-dtypes",
+               "fp32", "--export-dir", str(smoke["export_dir"]), "--output", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, f"peers_bench.py --isolate failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["isolate"] is True and doc["exports"]["reused"] is True
+    isolated = rows(doc, "clip")
+    assert set(isolated) == {"toolkit fp32", "onnx-asr fp32"}
+    pids = [pid for row in isolated.values() for pid in row["child_pids"]]
+    assert len(pids) == 4 and len(set(pids)) == 4 and doc["pid"] not in pids, pids
+    for name, row in isolated.items():
+        assert len(row["times_s"]) == 2, name
+        assert row["texts"] == rows(smoke["doc"], "clip")[name]["texts"], name
+    assert {c["name"]: c["load_seconds"] > 0 for c in doc["contenders"]} == {name: True for name in isolated}
