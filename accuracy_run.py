@@ -33,7 +33,7 @@ def build_parser():
     parser.add_argument("--reference", type=cli.device_spec, default="cpu", help="reference device (always fp32)")
     parser.add_argument("--reference-model", type=options.non_empty, default=None,
                         help="model for the reference device (default: the same as --model)")
-    cli.add_dtype_argument(parser, "target precision (autocast); fp32 on an NPU also turns conv HF32 off")
+    cli.add_dtype_argument(parser, "target precision; fp32 on an NPU also turns conv HF32 off")
     parser.add_argument("--truth-text", default=None,
                         help="ground-truth transcript for a single input (manifests carry their own 'text')")
     parser.add_argument("--reference-text", dest="truth_text", action=cli.DeprecatedOption, new="--truth-text",

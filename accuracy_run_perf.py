@@ -36,7 +36,7 @@ def build_parser():
     parser.add_argument("--devices", type=options.comma_list(cli.device_spec), default=None,
                         help="several devices side by side, e.g. npu:0,cpu (overrides --device)")
     parser.add_argument("--dtype", type=options.comma_list(options.choice(DTYPES)), default="fp32",
-                        help="fp32,bf16,fp16 (comma list)")
+                        help=f"comma list of {','.join(DTYPES)} (default: %(default)s). {cli.DTYPE_HELP}")
     # String defaults go through `type` too (argparse), so they come out as lists and --help shows "nemo".
     parser.add_argument("--engine", type=options.comma_list(cli.engine_name), default="nemo",
                         help="nemo: model.transcribe() as the original adaptation; batched: preprocessor, "

@@ -35,7 +35,7 @@ def build_parser():
     parser.add_argument("--batch-size", type=options.integer(1), default=16, help="most files per model call")
     parser.add_argument("--batch-seconds", type=options.positive, default=120.0,
                         help="batched engine: most padded audio seconds per model call")
-    cli.add_dtype_argument(parser, "encoder/decoder precision (autocast; features stay fp32)")
+    cli.add_dtype_argument(parser, "encoder/decoder precision")
     cli.add_encoder_runtime_argument(parser)
     parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
                         help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "

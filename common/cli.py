@@ -143,11 +143,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "
                         help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
 
 
-def add_dtype_argument(parser: argparse.ArgumentParser, help: str) -> None:
+DTYPE_HELP = ("bf16/fp16: autocast, with the encoder's matmul weights cast once (on an NPU autocast alone); "
+              "int8 (CPU only): the encoder's matmuls in int8, weights quantized once per model file and cached; "
+              "features stay fp32")
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser, what: str) -> None:
     from .engine.precision import DTYPES
 
     # type= says a bad value in our words; choices= still lists them in --help.
-    parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32", help=help)
+    parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32",
+                        help=f"{what}. {DTYPE_HELP}")
 
 
 def add_encoder_runtime_argument(parser: argparse.ArgumentParser, which: str = "") -> None:
