@@ -20,8 +20,9 @@ Not timed: reading and resampling the audio (once, up front), imports, model loa
 quantization, session creation. Rounds are interleaved: every round runs each contender once, in
 an order rotated by one place per round; --warmup rounds first, then --runs timed rounds, of
 which the median is reported. With --isolate each of those calls runs in a child process that
-loads the contender and makes one untimed call first (one model in memory at a time). Transcripts: each contender's texts against the toolkit fp32 texts
-(whitespace collapsed, then compared as strings), and their WER (jiwer) against them.
+loads the contender and makes one untimed call first (one model in memory at a time).
+Transcripts: each contender's texts against the toolkit fp32 texts (whitespace collapsed, then
+compared as strings), and their WER (jiwer) against them.
 Ratios are speeds (x > 1: faster): against the fastest peer of the same precision class
 (fp32, or reduced = bf16/fp16/int8) and against the toolkit at fp32.
 

@@ -87,10 +87,14 @@ def nemo_model(tiny_nemo):
     return nemo_asr.models.ASRModel.restore_from(str(tiny_nemo), map_location="cpu").eval()
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """random:<size> models are cached per test run, never in the user's cache."""
-    monkeypatch.setenv("PARAKEET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "model-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Everything the toolkit caches (random:<size> models, extracted .nemo files, ONNX and int8
+    encoders) goes to this test run's folder, never to the user's cache. Session-scoped, so that it
+    is in place before any module-scoped fixture runs a script."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARAKEET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "model-cache"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,11 @@ def test_results_file_is_complete_and_self_consistent(perf_run, clips):
     assert set(doc["cold_start"]["cpu"]) == {"import_seconds", "load_seconds", "to_device_seconds",
                                              "first_call_seconds"}
     assert doc["environment"]["torch"] and doc["environment"]["cpu"] and "accuracy_run_perf" in doc["environment"]["command"]
+    # the CPU's speed-deciding features (AMX, AVX512-BF16, VNNI), which the model name does not tell
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    assert set(doc["environment"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                                                    "amx_tile", "amx_bf16", "amx_int8"} & set(flags)
     assert "synchronized" in doc["timed"]
     assert len(doc["results"]) == 4  # 2 engines x 2 batch sizes
     for result in doc["results"]:

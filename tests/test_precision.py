@@ -169,10 +169,10 @@ def test_int8_is_refused_off_the_cpu():
 def test_slow_cpu_precisions_are_named(monkeypatch):
     from common.engine import precision
 
-    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_vnni"})
+    monkeypatch.setattr(precision.accelerators, "cpu_flags", lambda: {"avx512f", "avx512_vnni"})
     assert "no native bf16" in precision.cpu_precision_warning("bf16")
     assert precision.cpu_precision_warning("int8") is None
-    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "avx2"})
+    monkeypatch.setattr(precision.accelerators, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "avx2"})
     assert precision.cpu_precision_warning("bf16") is None
     assert "no VNNI" in precision.cpu_precision_warning("int8")
     assert precision.cpu_precision_warning("fp32") is None

@@ -289,6 +289,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# The flags that decide which CPU kernels run fast (bf16, int8): results record them, because the
+# same model name ("Intel(R) Xeon(R) Processor") comes with and without AMX.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_speed_flags() -> list[str]:
+    flags = cpu_flags()
+    return [flag for flag in SPEED_FLAGS if flag in flags]
+
+
 def reset_peak_memory(device: str) -> None:
     _on_accelerator(device, "reset_peak_memory_stats")
 

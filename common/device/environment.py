@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 
-from .accelerators import cpu_name, device_name
+from .accelerators import cpu_name, cpu_speed_flags, device_name
 
 
 def package_version(name: str):
@@ -23,6 +23,7 @@ def collect_environment(devices: list[str], command_line: str) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "cpu_flags": cpu_speed_flags(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ..device import accelerators
 from ..errors import SetupError
 from .forwards import wrapped_forward
 
@@ -79,25 +80,13 @@ def cpu_precision_warning(dtype: str) -> str | None:
     """Why `dtype` will be slow on this CPU, or None: without AVX512-BF16 or AMX, bf16 matmuls are
     emulated (3x slower than fp32 on an AVX-512 Xeon without them, measured); without VNNI,
     int8 loses most of its lead."""
-    flags = cpu_flags()
+    flags = accelerators.cpu_flags()
     if dtype == "bf16" and flags and not {"avx512_bf16", "amx_bf16"} & flags:
         return ("--dtype bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): bf16 is emulated "
                 "and slower than fp32 here; int8 or fp32 is faster")
     if dtype == "int8" and flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
         return "--dtype int8: this CPU has no VNNI (avx512_vnni/avx_vnni): int8 gains little over fp32 here"
     return None
-
-
-def cpu_flags() -> set:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where unknown."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def autocast(device: str, dtype: str = "fp32"):
