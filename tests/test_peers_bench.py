@@ -8,7 +8,9 @@ them it skips, saying which import failed. About a minute on 2 cores (export inc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -32,7 +34,13 @@ def smoke(tmp_path_factory):
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, f"peers_bench.py --smoke failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return {"doc": json.loads((out / "peers.json").read_text(encoding="utf-8")), "stdout": proc.stdout,
-            "export_dir": out / "exports"}
+            "export_dir": out / "exports", "cache_dir": os.environ.get("PARAKEET_CACHE_DIR")}
+
+
+def test_the_scripts_cache_in_the_test_run_not_in_the_user_s_cache(smoke, tmp_path_factory):
+    """A module-scoped fixture's script (the ONNX and int8 encoders it caches) must already see the
+    test run's cache folder (conftest's session-scoped _isolated_cache)."""
+    assert smoke["cache_dir"] and Path(smoke["cache_dir"]).is_relative_to(tmp_path_factory.getbasetemp())
 
 
 def rows(doc: dict, part: str) -> dict:
