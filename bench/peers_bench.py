@@ -399,8 +399,14 @@ def normalized(text: str) -> str:
     return " ".join(text.split())
 
 
-def interleaved(contenders: list[Contender], workload: str, payload, warmup: int, runs: int) -> dict:
-    """{name: {"times": [...], "texts": [[...] per timed round], "error": str|None}}, round-robin."""
+class ChildFailed(Exception):
+    """--isolate: a child process reported an error (its message is the child's)."""
+
+
+def interleaved(contenders: list[Contender], warmup: int, runs: int, call) -> dict:
+    """{name: {"times": [...], "texts": [[...] per timed round], "error": str|None, ...}}: round-robin,
+    the order rotated by one place per round. `call(contender)` -> (seconds, texts, extras), each
+    of `extras` kept per timed round too."""
     results = {c.name: {"times": [], "texts": [], "error": None} for c in contenders}
     for number in range(warmup + runs):
         shift = number % len(contenders)
@@ -408,20 +414,30 @@ def interleaved(contenders: list[Contender], workload: str, payload, warmup: int
             result = results[contender.name]
             if result["error"]:
                 continue
-            call = contender.clip if workload == "clip" else contender.set
-            gc.collect()
             try:
-                start = time.perf_counter()
-                out = call(payload)
-                seconds = time.perf_counter() - start
+                seconds, texts, extras = call(contender)
             except Exception as error:  # one broken contender does not stop the others
-                result["error"] = f"{type(error).__name__}: {error}"
-                print(f"peers_bench: {contender.name} failed on the {workload}: {result['error']}", file=sys.stderr)
+                result["error"] = str(error) if isinstance(error, ChildFailed) else f"{type(error).__name__}: {error}"
+                print(f"peers_bench: {contender.name} failed: {result['error']}", file=sys.stderr)
                 continue
             if number >= warmup:
                 result["times"].append(seconds)
-                result["texts"].append([out] if workload == "clip" else list(out))
+                result["texts"].append(texts)
+                for key, value in extras.items():
+                    result.setdefault(key, []).append(value)
     return results
+
+
+def in_this_process(workload: str, payload):
+    """The timed call of `interleaved`: the contender's clip or set call, here."""
+    def call(contender: Contender):
+        run = contender.clip if workload == "clip" else contender.set
+        gc.collect()
+        start = time.perf_counter()
+        out = run(payload)
+        seconds = time.perf_counter() - start
+        return seconds, [out] if workload == "clip" else list(out), {}
+    return call
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int]:
@@ -585,33 +601,23 @@ def planned_contenders(args, peers: list[str]) -> list[Contender]:
                       for peer in peers for d in args.peer_dtypes.split(",") if d]
 
 
-def in_child_processes(contenders: list[Contender], workload: str, warmup: int, runs: int, argv: list[str]) -> dict:
-    """`interleaved`, each contender's call in a process of its own every round (--isolate): a
-    child loads that contender alone, makes one untimed call, then the timed one. Only one model
-    is in memory at a time, so the full-size set fits with every contender."""
+def in_child_processes(workload: str, argv: list[str]):
+    """The timed call of `interleaved` with --isolate: a child process loads that contender alone,
+    makes one untimed call, then the timed one. Only one model is in memory at a time, so the
+    full-size set fits with every contender."""
     import subprocess
 
-    results = {c.name: {"times": [], "texts": [], "error": None, "child_pids": []} for c in contenders}
-    for number in range(warmup + runs):
-        shift = number % len(contenders)
-        for contender in contenders[shift:] + contenders[:shift]:
-            result = results[contender.name]
-            if result["error"]:
-                continue
-            child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--child", contender.name,
-                                    "--child-workload", workload], capture_output=True, text=True)
-            lines = child.stdout.strip().splitlines()
-            out = json.loads(lines[-1]) if child.returncode == 0 and lines else \
-                {"error": (child.stderr.strip().splitlines() or [f"exit {child.returncode}"])[-1]}
-            if out.get("error"):
-                result["error"] = out["error"]
-                print(f"peers_bench: {contender.name} failed on the {workload}: {out['error']}", file=sys.stderr)
-            elif number >= warmup:
-                result["times"].append(out["seconds"])
-                result["texts"].append(out["texts"])
-                result["child_pids"].append(out["pid"])
-                contender.load_seconds = out["load_seconds"]
-    return results
+    def call(contender: Contender):
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--child", contender.name,
+                                "--child-workload", workload], capture_output=True, text=True)
+        lines = child.stdout.strip().splitlines()
+        out = json.loads(lines[-1]) if child.returncode == 0 and lines else \
+            {"error": (child.stderr.strip().splitlines() or [f"exit {child.returncode}"])[-1]}
+        if out.get("error"):
+            raise ChildFailed(out["error"])
+        contender.load_seconds = out["load_seconds"]
+        return out["seconds"], out["texts"], {"child_pids": out["pid"]}
+    return call
 
 
 def contender_entries(contenders: list[Contender]) -> list[dict]:
@@ -738,9 +744,8 @@ def main(argv=None) -> int:
                   *(["--onnx-asr-arena"] if args.onnx_asr_arena else [])]
 
     def timed(workload: str, payload) -> dict:
-        if args.isolate:
-            return in_child_processes(contenders, workload, args.warmup, args.runs, child_argv)
-        return interleaved(contenders, workload, payload, args.warmup, args.runs)
+        call = in_child_processes(workload, child_argv) if args.isolate else in_this_process(workload, payload)
+        return interleaved(contenders, args.warmup, args.runs, call)
 
     clip_results = timed("clip", clip)
     result["clip"] = {"path": args.clip, "audio_seconds": round(clip_seconds, 3),
