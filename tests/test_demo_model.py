@@ -147,9 +147,11 @@ def open_sources_missing() -> str | None:
 
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is not installed")
 @pytest.mark.skipif(bool(open_sources_missing()), reason=f"the recipe is not installed here: {open_sources_missing()}")
-def test_training_steps_reduce_the_loss(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_training_steps_reduce_the_loss(tmp_path, bf16):
     """A few optimizer steps of the real recipe (espeak-ng -> features -> our TDT loss) on one
-    small batch: the loss must fall. The shipped model is never retrained in tests."""
+    small batch: the loss must fall, in fp32 and under bf16 autocast. The shipped model is never
+    retrained in tests."""
     import torch
 
     from common.model.random_models import TDT_DURATIONS, train_tokenizer
@@ -167,7 +169,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     model.train()
     losses = []
     for _ in range(14):  # the loss falls steadily: 0.57x by step 14, 0.17x by step 25 (measured)
-        loss = recipe.training_step(model, batch, TDT_DURATIONS, model.decoder.blank_idx, 0.02)
+        loss = recipe.training_step(model, batch, TDT_DURATIONS, model.decoder.blank_idx, 0.02, bf16)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

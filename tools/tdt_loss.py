@@ -28,15 +28,16 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
     them at index `blank`), then one logit per duration. targets: (B, U) label ids.
     """
     n_tokens = logits.shape[-1] - len(durations)
-    # The softmax runs in the logits' dtype; only the small (B, T, U + 1) lattice terms are
-    # float64, where long sums of log-probabilities need the precision.
-    token_lp = torch.log_softmax(logits[..., :n_tokens], dim=-1)
-    duration_lp = torch.log_softmax(logits[..., n_tokens:], dim=-1).double()
     batch, frames, positions = logits.shape[:3]
-    # label log-probability at (t, u) of emitting targets[u] (positions u < U)
     index = targets.long().clamp(min=0)[:, None, :, None].expand(batch, frames, positions - 1, 1)
-    label_lp = token_lp[:, :, :-1].gather(-1, index).squeeze(-1).double() - sigma  # (B, T, U)
-    blank_lp = token_lp[..., blank].double() - sigma  # (B, T, U + 1)
+    label_lp, blank_lp, duration_lp = CellLogProbs.apply(logits, index, blank, n_tokens)
+    # Only the small (B, T, U + 1) lattice terms are float64, where long sums of log-probabilities
+    # need the precision.
+    label_lp, blank_lp, duration_lp = label_lp.double() - sigma, blank_lp.double() - sigma, duration_lp.double()
+    # Frame by frame as views of one unbind: slicing per frame would cost a full-size gradient
+    # buffer per slice in the backward pass.
+    label_at, blank_at = label_lp.unbind(1), blank_lp.unbind(1)
+    duration_at = [duration_lp[..., k].unbind(1) for k in range(len(durations))]
 
     alphas = [None] * frames  # alphas[t]: (B, U + 1)
     for t in range(frames):
@@ -47,11 +48,11 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
             if d == 0 or t - d < 0:
                 continue
             source = alphas[t - d]
-            via_blank = source + blank_lp[:, t - d] + duration_lp[:, t - d, :, k]
-            via_label = source[:, :-1] + label_lp[:, t - d] + duration_lp[:, t - d, :-1, k]
+            via_blank = source + blank_at[t - d] + duration_at[k][t - d]
+            via_label = source[:, :-1] + label_at[t - d] + duration_at[k][t - d][:, :-1]
             incoming = torch.logaddexp(incoming, via_blank)
             incoming = torch.cat([incoming[:, :1], torch.logaddexp(incoming[:, 1:], via_label)], dim=1)
-        alphas[t] = _within_frame(incoming, label_lp[:, t], duration_lp[:, t, :-1, durations.index(0)]
+        alphas[t] = _within_frame(incoming, label_at[t], duration_at[durations.index(0)][t][:, :-1]
                                   if 0 in durations else None)
     alpha = torch.stack(alphas, dim=1)  # (B, T, U + 1)
 
@@ -67,6 +68,48 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
         term = alpha[rows, t, u] + blank_lp[rows, t, u] + duration_lp[rows, t, u, k]
         finals.append(torch.where(valid, term, torch.full_like(term, UNREACHABLE)))
     return torch.logsumexp(torch.stack(finals), dim=0)
+
+
+class CellLogProbs(torch.autograd.Function):
+    """The three log-probabilities the lattice reads per cell (B, T, U + 1): the next label's and
+    the blank's (log-softmax over the tokens) and each duration's (log-softmax over durations).
+
+    A whole log-softmax over the vocabulary, sliced, gathered and differentiated by autograd,
+    writes several full-size (B, T, U + 1, V) tensors per step; its gradient is a single one:
+    d/dx_v = g_v - softmax_v * sum(g), g nonzero only at the label and the blank.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, index, blank: int, n_tokens: int):
+        tokens = logits[..., :n_tokens]
+        normalizer = torch.logsumexp(tokens, dim=-1)  # (B, T, U + 1)
+        label = tokens[:, :, :-1].gather(-1, index).squeeze(-1) - normalizer[:, :, :-1]
+        blank_lp = tokens[..., blank] - normalizer
+        duration = torch.log_softmax(logits[..., n_tokens:], dim=-1)
+        ctx.save_for_backward(logits, normalizer, index, duration)
+        ctx.blank, ctx.n_tokens = blank, n_tokens
+        return label, blank_lp, duration
+
+    @staticmethod
+    def backward(ctx, label_grad, blank_grad, duration_grad):
+        logits, normalizer, index, duration = ctx.saved_tensors
+        blank, n_tokens = ctx.blank, ctx.n_tokens
+        shape = logits.shape[:3]
+        label_grad = torch.zeros(*shape[:2], shape[2] - 1, dtype=logits.dtype) if label_grad is None else label_grad
+        blank_grad = torch.zeros(shape, dtype=logits.dtype) if blank_grad is None else blank_grad
+        per_cell = blank_grad.clone()
+        per_cell[:, :, :-1] += label_grad
+        grad = torch.empty_like(logits)
+        tokens = grad[..., :n_tokens]
+        torch.sub(logits[..., :n_tokens], normalizer[..., None], out=tokens)
+        tokens.exp_().mul_(-per_cell[..., None])
+        tokens[..., blank] += blank_grad
+        tokens[:, :, :-1].scatter_add_(-1, index, label_grad[..., None])
+        if duration_grad is None:
+            grad[..., n_tokens:] = 0
+        else:
+            grad[..., n_tokens:] = duration_grad - duration.exp() * duration_grad.sum(-1, keepdim=True)
+        return grad, None, None, None
 
 
 def _within_frame(incoming: torch.Tensor, label_lp_t: torch.Tensor, zero_duration_lp_t) -> torch.Tensor:

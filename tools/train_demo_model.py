@@ -94,6 +94,9 @@ def parse_args(argv):
                         help="start from this .nemo's weights and shape (the first demo model) instead of from scratch")
     parser.add_argument("--seed", type=int, default=0, help="seed for text, voices and weights")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="training arithmetic: bf16 autocast (fp32 weights, loss in fp32) or fp32; "
+                             "auto: bf16 where the CPU has AMX (1.3x faster steps measured), else fp32")
     parser.add_argument("--clips-out", default="demo/clips",
                         help="write the first --shipped-clips of the first demo's two held-out sets here ('' to skip)")
     parser.add_argument("--shipped-clips", type=int, default=10, help="clips per held-out set in --clips-out")
@@ -308,15 +311,25 @@ def joint_logits(model, encoded, decoded):
                            + joint.project_prednet(decoded.transpose(1, 2))[:, None])
 
 
-def training_step(model, batch, durations, blank, sigma):
+def training_step(model, batch, durations, blank, sigma, bf16: bool = False):
+    import torch
+
     from tools.tdt_loss import tdt_loss
 
     x, lengths, y, label_lengths = batch
-    x = model.spec_augmentation(input_spec=x, length=lengths)
-    encoded, encoded_lengths = model.encoder(audio_signal=x, length=lengths)
-    decoded, _, _ = model.decoder(targets=y, target_length=label_lengths)
-    logits = joint_logits(model, encoded, decoded)
-    return tdt_loss(logits, y, encoded_lengths, label_lengths, durations, blank, sigma)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x = model.spec_augmentation(input_spec=x, length=lengths)
+        encoded, encoded_lengths = model.encoder(audio_signal=x, length=lengths)
+        decoded, _, _ = model.decoder(targets=y, target_length=label_lengths)
+        logits = joint_logits(model, encoded, decoded)
+    return tdt_loss(logits.float(), y, encoded_lengths, label_lengths, durations, blank, sigma)
+
+
+def bf16_training(dtype: str) -> bool:
+    """--dtype resolved: bf16 autocast pays on CPUs with AMX; without it, fp32."""
+    from common.device.accelerators import cpu_speed_flags
+
+    return dtype == "bf16" or (dtype == "auto" and "amx_bf16" in cpu_speed_flags())
 
 
 def decode(model, feats, indices, batch: int = 32) -> list[str]:
@@ -481,6 +494,8 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
     lengths = [f.shape[1] for f in feats]
     eval_count = min(150, args.eval_clips)
     budget = args.train_minutes * 60
+    bf16 = bf16_training(args.dtype)
+    state["sittings"][-1]["dtype"] = "bf16" if bf16 else "fp32"
     sitting_start, trained_before = time.monotonic(), state["trained_seconds"]
     restore = signals.install()
     model.train()
@@ -502,7 +517,7 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
                     for group in optimizer.param_groups:
                         group["lr"] = lr_at(state["step"], state["trained_seconds"] / budget, args.lr,
                                             args.warmup_steps)
-                    loss = training_step(model, collate(feats, tokens, indices), durations, blank, sigma)
+                    loss = training_step(model, collate(feats, tokens, indices), durations, blank, sigma, bf16)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
