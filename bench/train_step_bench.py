@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The demo recipe's training step in fp32 and under bf16 autocast, side by side in one run.
 
-What is timed: one optimizer step of tools/train_demo_model.py (spec augment, encoder, prediction
-network, joint, our TDT loss, backward, AdamW), on the same batches for both, interleaved
-(fp32 batch, bf16 batch, ...) so that the machine's drift hits both alike; one untimed warm-up
-step each. The clips are the recipe's own: its training text (its template sentences where the
-open-text sources are not installed) in its voices, cut into batches of --batch-frames mel
-frames as the recipe cuts them. The model starts from --init (default: the shipped demo model,
-the recipe's start) with a --vocab-size BPE trained here on that text.
+What is timed: one step of tools/train_demo_model.py, its own functions (training_step: spec
+augment, encoder, prediction network, joint, TDT loss; optimizer_step: backward, gradient
+clipping, AdamW), on the same batches for both dtypes, alternating which goes first, so that
+the machine's drift hits both alike; each dtype's first step is an untimed warm-up, and later
+batch shapes' first steps are timed (the median absorbs them). The clips are the recipe's:
+its training text in its voices (its template sentences where the open-text sources are not
+installed), cut into batches of --batch-frames mel frames as the recipe cuts them, with a
+--vocab-size BPE trained here on 4,000 of its texts. The model starts from --init: by default
+the shipped demo model, the start of the run measured in the README.
 
   python bench/train_step_bench.py --steps 10
 """
@@ -52,11 +54,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     plan = (recipe.plan_clips if recipe.open_corpus.missing_sources() is None else recipe.template_sets)
-    texts = plan(4000, 1, 11)["train"]
-    clips = texts[:args.clips]
+    planned = plan(4000, 1, 11)["train"]  # 4,000 texts for the tokenizer; one held-out clip per set, unused
+    clips = planned[:args.clips]
     recipe.synthesize(clips)
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = train_tokenizer(Path(tmp) / "tok", args.vocab_size, sentences=[c.text for c in texts])
+        tokenizer = train_tokenizer(Path(tmp) / "tok", args.vocab_size, sentences=[c.text for c in planned])
         # Two identical models (NeMo models do not deepcopy), one per dtype.
         models = {name: recipe.build_model(tokenizer, args.vocab_size, seed=0, init=args.init)
                   for name in ("fp32", "bf16")}
@@ -64,22 +66,21 @@ def main(argv=None) -> int:
     feats = recipe.features(model, clips)
     tokens = [model.tokenizer.text_to_ids(c.text) for c in clips]
     batches = recipe.make_batches([f.shape[1] for f in feats], args.batch_frames, random.Random(0))
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in models.items()}
+    optimizers = {name: recipe.make_optimizer(m, 1e-4) for name, m in models.items()}
     times = {name: [] for name in models}
     blank, sigma = model.decoder.blank_idx, model.cfg.loss.tdt_kwargs.sigma
     for step in range(args.steps + 1):
         batch = recipe.collate(feats, tokens, batches[step % len(batches)])
-        for name, m in models.items():
+        for name in (("fp32", "bf16") if step % 2 else ("bf16", "fp32")):
+            m = models[name]
             m.train()
             started = time.perf_counter()
             loss = recipe.training_step(m, batch, TDT_DURATIONS, blank, sigma, bf16=name == "bf16")
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
+            recipe.optimizer_step(m, optimizers[name], loss)
             if step:
                 times[name].append(time.perf_counter() - started)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    result = {"what": "one training step (forward, TDT loss, backward, AdamW), median of interleaved steps",
+    result = {"what": "one training step (forward, TDT loss, backward, clipping, AdamW), median of alternating steps",
               "steps": args.steps, "batch_frames": args.batch_frames, "threads": args.threads,
               "cpu_flags": cpu_speed_flags(), "seconds": {k: round(v, 3) for k, v in medians.items()},
               "bf16_speedup": round(medians["fp32"] / medians["bf16"], 2)}

@@ -145,22 +145,33 @@ def open_sources_missing() -> str | None:
     return missing_sources()
 
 
+@pytest.fixture(scope="module")
+def spoken_batch(tmp_path_factory):
+    """12 clips of the recipe's template sentences, spoken by espeak-ng, and a 64-piece tokenizer."""
+    from common.model.random_models import train_tokenizer
+    from tools import train_demo_model as recipe
+
+    clips = recipe.template_sets(n_train=12, n_eval=1, seed=3)["train"]
+    recipe.synthesize(clips)
+    tokenizer_dir = train_tokenizer(tmp_path_factory.mktemp("tok"), 64,
+                                    sentences=recipe.demo_corpus.sentences(500, seed=5))
+    return clips, tokenizer_dir
+
+
 @pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is not installed")
 @pytest.mark.skipif(bool(open_sources_missing()), reason=f"the recipe is not installed here: {open_sources_missing()}")
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
-def test_training_steps_reduce_the_loss(tmp_path, bf16):
+def test_training_steps_reduce_the_loss(spoken_batch, bf16):
     """A few optimizer steps of the real recipe (espeak-ng -> features -> our TDT loss) on one
     small batch: the loss must fall, in fp32 and under bf16 autocast. The shipped model is never
     retrained in tests."""
     import torch
 
-    from common.model.random_models import TDT_DURATIONS, train_tokenizer
+    from common.model.random_models import TDT_DURATIONS
     from tools import train_demo_model as recipe
 
+    clips, tokenizer_dir = spoken_batch
     torch.manual_seed(0)
-    clips = recipe.template_sets(n_train=12, n_eval=1, seed=3)["train"]
-    recipe.synthesize(clips)
-    tokenizer_dir = train_tokenizer(tmp_path / "tok", 64, sentences=recipe.demo_corpus.sentences(500, seed=5))
     model = recipe.build_model(tokenizer_dir, 64, seed=0)
     feats = recipe.features(model, clips)
     tokens = [model.tokenizer.text_to_ids(c.text) for c in clips]
@@ -168,7 +179,8 @@ def test_training_steps_reduce_the_loss(tmp_path, bf16):
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     losses = []
-    for _ in range(14):  # the loss falls steadily: 0.57x by step 14, 0.17x by step 25 (measured)
+    # Measured: the loss at step 14 is 0.575x the first, in fp32 and under bf16 autocast alike.
+    for _ in range(14):
         loss = recipe.training_step(model, batch, TDT_DURATIONS, model.decoder.blank_idx, 0.02, bf16)
         optimizer.zero_grad()
         loss.backward()

@@ -25,7 +25,8 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
     """log P(targets | logits) per utterance.
 
     logits: (B, T, U + 1, V + 1 + len(durations)) raw joint outputs, tokens first (blank among
-    them at index `blank`), then one logit per duration. targets: (B, U) label ids.
+    them at index `blank`), then one logit per duration; fp32 or fp64, since the normalizers
+    are summed in the logits' dtype (bf16's are off by up to 0.07 nats). targets: (B, U) label ids.
     """
     n_tokens = logits.shape[-1] - len(durations)
     batch, frames, positions = logits.shape[:3]
@@ -34,10 +35,10 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
     # Only the small (B, T, U + 1) lattice terms are float64, where long sums of log-probabilities
     # need the precision.
     label_lp, blank_lp, duration_lp = label_lp.double() - sigma, blank_lp.double() - sigma, duration_lp.double()
-    # Frame by frame as views of one unbind: slicing per frame would cost a full-size gradient
-    # buffer per slice in the backward pass.
+    # Frame by frame as views of one unbind: slicing per frame would cost a whole (B, T, U + 1)
+    # gradient buffer per slice in the backward pass.
     label_at, blank_at = label_lp.unbind(1), blank_lp.unbind(1)
-    duration_at = [duration_lp[..., k].unbind(1) for k in range(len(durations))]
+    duration_at = [per_duration.unbind(1) for per_duration in duration_lp.unbind(-1)]
 
     alphas = [None] * frames  # alphas[t]: (B, U + 1)
     for t in range(frames):
@@ -71,11 +72,12 @@ def tdt_log_likelihood(logits: torch.Tensor, targets: torch.Tensor, logit_length
 
 
 class CellLogProbs(torch.autograd.Function):
-    """The three log-probabilities the lattice reads per cell (B, T, U + 1): the next label's and
-    the blank's (log-softmax over the tokens) and each duration's (log-softmax over durations).
+    """What the lattice reads of the joint's outputs: the next label's log-probability (B, T, U)
+    and the blank's (B, T, U + 1), both log-softmax over the tokens, and the durations'
+    log-softmax (B, T, U + 1, n_durations).
 
-    A whole log-softmax over the vocabulary, sliced, gathered and differentiated by autograd,
-    writes several full-size (B, T, U + 1, V) tensors per step; its gradient is a single one:
+    A whole log-softmax over the vocabulary, gathered and differentiated by autograd, writes
+    several (B, T, U + 1, V) tensors per step; the gradient needs one:
     d/dx_v = g_v - softmax_v * sum(g), g nonzero only at the label and the blank.
     """
 
@@ -83,20 +85,19 @@ class CellLogProbs(torch.autograd.Function):
     def forward(ctx, logits, index, blank: int, n_tokens: int):
         tokens = logits[..., :n_tokens]
         normalizer = torch.logsumexp(tokens, dim=-1)  # (B, T, U + 1)
-        label = tokens[:, :, :-1].gather(-1, index).squeeze(-1) - normalizer[:, :, :-1]
+        label_lp = tokens[:, :, :-1].gather(-1, index).squeeze(-1) - normalizer[:, :, :-1]
         blank_lp = tokens[..., blank] - normalizer
-        duration = torch.log_softmax(logits[..., n_tokens:], dim=-1)
-        ctx.save_for_backward(logits, normalizer, index, duration)
+        duration_lp = torch.log_softmax(logits[..., n_tokens:], dim=-1)
+        ctx.save_for_backward(logits, normalizer, index, duration_lp)
         ctx.blank, ctx.n_tokens = blank, n_tokens
-        return label, blank_lp, duration
+        return label_lp, blank_lp, duration_lp
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, label_grad, blank_grad, duration_grad):
-        logits, normalizer, index, duration = ctx.saved_tensors
+        # autograd passes zeros, never None, for outputs the loss did not use.
+        logits, normalizer, index, duration_lp = ctx.saved_tensors
         blank, n_tokens = ctx.blank, ctx.n_tokens
-        shape = logits.shape[:3]
-        label_grad = torch.zeros(*shape[:2], shape[2] - 1, dtype=logits.dtype) if label_grad is None else label_grad
-        blank_grad = torch.zeros(shape, dtype=logits.dtype) if blank_grad is None else blank_grad
         per_cell = blank_grad.clone()
         per_cell[:, :, :-1] += label_grad
         grad = torch.empty_like(logits)
@@ -105,10 +106,7 @@ class CellLogProbs(torch.autograd.Function):
         tokens.exp_().mul_(-per_cell[..., None])
         tokens[..., blank] += blank_grad
         tokens[:, :, :-1].scatter_add_(-1, index, label_grad[..., None])
-        if duration_grad is None:
-            grad[..., n_tokens:] = 0
-        else:
-            grad[..., n_tokens:] = duration_grad - duration.exp() * duration_grad.sum(-1, keepdim=True)
+        grad[..., n_tokens:] = duration_grad - duration_lp.exp() * duration_grad.sum(-1, keepdim=True)
         return grad, None, None, None
 
 

@@ -325,6 +325,21 @@ def training_step(model, batch, durations, blank, sigma, bf16: bool = False):
     return tdt_loss(logits.float(), y, encoded_lengths, label_lengths, durations, blank, sigma)
 
 
+def make_optimizer(model, lr: float):
+    import torch
+
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=1e-3)
+
+
+def optimizer_step(model, optimizer, loss) -> None:
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
 def bf16_training(dtype: str) -> bool:
     """--dtype resolved: bf16 autocast pays on CPUs with AMX; without it, fp32."""
     from common.device.accelerators import cpu_speed_flags
@@ -473,7 +488,7 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
 
     blank = model.decoder.blank_idx
     sigma = model.cfg.loss.tdt_kwargs.sigma
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=1e-3)
+    optimizer = make_optimizer(model, args.lr)
     state = {"step": 0, "epoch": 1, "batch_in_epoch": 0, "trained_seconds": 0.0, "next_eval": 0.0,
              "curve": [], "recent": [], "sittings": []}
     model_key = {"init": args.init, "parameters": sum(p.numel() for p in model.parameters()),
@@ -518,10 +533,7 @@ def run_training(model, data, args, checkpoint_path: Path, durations) -> dict:
                         group["lr"] = lr_at(state["step"], state["trained_seconds"] / budget, args.lr,
                                             args.warmup_steps)
                     loss = training_step(model, collate(feats, tokens, indices), durations, blank, sigma, bf16)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
+                    optimizer_step(model, optimizer, loss)
                     state["recent"].append(float(loss))
                     state["step"] += 1
                     state["batch_in_epoch"] += 1
