@@ -315,3 +315,20 @@ def test_dry_run_names_the_demo_model(capsys):
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["model"]["status"] == "PASS"
     assert str(DEMO_PATH) in checks["model"]["value"] and "not parakeet" in checks["model"]["value"]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng is not installed")
+@pytest.mark.skipif(bool(open_sources_missing()), reason=f"the recipe is not installed here: {open_sources_missing()}")
+def test_train_step_bench_times_both_dtypes_on_the_recipe_s_steps():
+    """bench/train_step_bench.py, run as a user runs it, small: both dtypes timed, the CPU named."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "bench" / "train_step_bench.py"), "--clips", "12", "--steps", "2",
+               "--vocab-size", "64", "--json"]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["seconds"]) == {"fp32", "bf16"} and all(v > 0 for v in result["seconds"].values())
+    assert result["bf16_speedup"] == pytest.approx(result["seconds"]["fp32"] / result["seconds"]["bf16"], rel=0.02)
+    assert result["steps"] == 2 and isinstance(result["cpu_flags"], list)
