@@ -17,6 +17,7 @@ the shipped demo model, the start of the run measured in the README.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -49,15 +50,18 @@ def main(argv=None) -> int:
     import torch
 
     from common.device.accelerators import cpu_speed_flags
+    from common.model.loading import import_nemo_asr
     from common.model.random_models import TDT_DURATIONS, train_tokenizer
     from tools import train_demo_model as recipe
 
     torch.set_num_threads(args.threads)
+    import_nemo_asr(quiet=True)  # NeMo logs to stdout, where --json prints
     plan = (recipe.plan_clips if recipe.open_corpus.missing_sources() is None else recipe.template_sets)
     planned = plan(4000, 1, 11)["train"]  # 4,000 texts for the tokenizer; one held-out clip per set, unused
     clips = planned[:args.clips]
     recipe.synthesize(clips)
-    with tempfile.TemporaryDirectory() as tmp:
+    # The recipe reports on stdout, where --json prints.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         tokenizer = train_tokenizer(Path(tmp) / "tok", args.vocab_size, sentences=[c.text for c in planned])
         # Two identical models (NeMo models do not deepcopy), one per dtype.
         models = {name: recipe.build_model(tokenizer, args.vocab_size, seed=0, init=args.init)

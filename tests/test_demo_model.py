@@ -328,7 +328,7 @@ def test_train_step_bench_times_both_dtypes_on_the_recipe_s_steps():
                "--vocab-size", "64", "--json"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout)  # stdout holds the JSON object and nothing else
     assert set(result["seconds"]) == {"fp32", "bf16"} and all(v > 0 for v in result["seconds"].values())
     assert result["bf16_speedup"] == pytest.approx(result["seconds"]["fp32"] / result["seconds"]["bf16"], rel=0.02)
     assert result["steps"] == 2 and isinstance(result["cpu_flags"], list)
