@@ -344,9 +344,9 @@ def optimizer_step(model, optimizer, loss) -> None:
 def bf16_training(dtype: str) -> bool:
     """--dtype resolved: bf16 autocast pays on CPUs with native bf16 (AMX, AVX512-BF16); elsewhere
     it is emulated, so fp32."""
-    from common.device.accelerators import cpu_speed_flags
+    from common.device.accelerators import NATIVE_BF16_FLAGS, cpu_flags
 
-    return dtype == "bf16" or (dtype == "auto" and bool({"amx_bf16", "avx512_bf16"} & set(cpu_speed_flags())))
+    return dtype == "bf16" or (dtype == "auto" and bool(NATIVE_BF16_FLAGS & cpu_flags()))
 
 
 def decode(model, feats, indices, batch: int = 32) -> list[str]:

@@ -303,6 +303,8 @@ def cpu_flags() -> set:
 
 # The flags that decide which CPU kernels run fast (bf16, int8): results record them, because the
 # same model name ("Intel(R) Xeon(R) Processor") comes with and without AMX.
+# The CPU flags of native bf16 matmuls; without either, bf16 is emulated and slower than fp32.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 

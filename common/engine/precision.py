@@ -81,7 +81,7 @@ def cpu_precision_warning(dtype: str) -> str | None:
     emulated (3x slower than fp32 on an AVX-512 Xeon without them, measured); without VNNI,
     int8 loses most of its lead."""
     flags = accelerators.cpu_flags()
-    if dtype == "bf16" and flags and not {"avx512_bf16", "amx_bf16"} & flags:
+    if dtype == "bf16" and flags and not accelerators.NATIVE_BF16_FLAGS & flags:
         return ("--dtype bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): bf16 is emulated "
                 "and slower than fp32 here; int8 or fp32 is faster")
     if dtype == "int8" and flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
