@@ -26,7 +26,7 @@ import time
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 from common import cli, options  # noqa: E402
-from common.engine.precision import DTYPES, ENCODER_RUNTIMES  # noqa: E402  (light)
+from common.choices import DTYPES, ENCODER_RUNTIMES  # noqa: E402
 
 
 def build_parser():

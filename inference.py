@@ -18,39 +18,37 @@ import sys
 # A torch_npu that cannot load (no CANN) must not break `import torch`: we import it ourselves.
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli, options  # noqa: E402  (light: no torch/NeMo import)
-
-TIMESTAMP_CHOICES = ("none", "word", "segment", "char", "all")
-OUTPUT_FORMATS = ("text", "json", "jsonl", "srt", "vtt", "nemo-manifest")
-
+from common import choices, cli, options  # noqa: E402  (light: no torch/NeMo import)
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
     cli.add_input_arguments(parser)
     cli.add_model_arguments(parser)
-    parser.add_argument("--engine", type=cli.engine_name, choices=cli.ENGINES, default="batched",
-                        help="batched: inputs sorted by length and batched by --batch-seconds, run through "
-                             "preprocessor, encoder and TDT decoding directly; nemo: model.transcribe() in input "
-                             "order, --batch-size files at a time")
-    parser.add_argument("--batch-size", type=options.integer(1), default=16, help="most files per model call")
-    parser.add_argument("--batch-seconds", type=options.positive, default=120.0,
-                        help="batched engine: most padded audio seconds per model call")
+    decoding = cli.group(parser, "decoding")
+    decoding.add_argument("--engine", type=cli.engine_name, choices=choices.ENGINES, default=choices.DEFAULT_ENGINE,
+                          help="batched: inputs sorted by length and batched by --batch-seconds, run through "
+                               "preprocessor, encoder and decoding directly; nemo: model.transcribe() in input "
+                               "order, --batch-size files at a time")
+    decoding.add_argument("--batch-size", type=options.integer(1), default=choices.BATCH_SIZE,
+                          help="most files per model call")
+    decoding.add_argument("--batch-seconds", type=options.positive, default=choices.BATCH_SECONDS,
+                          help="batched engine: most padded audio seconds per model call")
     cli.add_dtype_argument(parser, "encoder/decoder precision")
     cli.add_encoder_runtime_argument(parser)
-    parser.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
-                        help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
-                             "batched engine only (default: same as --device)")
+    decoding.add_argument("--decoder-device", type=cli.device_spec, default=None, metavar="DEVICE",
+                          help="run the TDT decoder and joint here (e.g. cpu) while the encoder runs on --device; "
+                               "batched engine only (default: same as --device)")
     cli.add_decode_graphs_argument(parser)
     cli.add_long_audio_argument(parser)
-    parser.add_argument("--timestamps", type=options.choice(TIMESTAMP_CHOICES), choices=TIMESTAMP_CHOICES,
-                        default="none",
-                        help="timestamps to report (seconds); srt/vtt turn on segments")
-    parser.add_argument("--output-format", type=options.choice(OUTPUT_FORMATS), choices=OUTPUT_FORMATS,
-                        default="text",
+    output = cli.group(parser, "output")
+    output.add_argument("--timestamps", type=options.choice(choices.TIMESTAMPS), choices=choices.TIMESTAMPS,
+                        default="none", help="timestamps to report (seconds); srt/vtt turn on segments")
+    output.add_argument("--output-format", type=options.choice(choices.OUTPUT_FORMATS),
+                        choices=choices.OUTPUT_FORMATS, default="text",
                         help="output format (--json is short for --output-format json); jsonl streams one "
                              "line per file as its batch finishes; nemo-manifest: each input's manifest line "
                              "with pred_text added, as NeMo's transcribe_speech.py writes it")
-    parser.add_argument("--output-dir", metavar="DIR", type=options.non_empty, default=None,
+    output.add_argument("--output-dir", metavar="DIR", type=options.non_empty, default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
     cli.add_resume_argument(parser)

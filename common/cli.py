@@ -10,9 +10,11 @@ import traceback
 from typing import Callable
 
 from . import options, signals
+from .choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_GRAPH_MODE,
+                      DEFAULT_LOADER, DTYPES, ENCODER_RUNTIMES, ENGINE_ALIASES, ENGINES, GRAPH_MODES, LAYOUTS,
+                      LOADERS, LONG_AUDIO_SECONDS)
 from .errors import SetupError, Terminated, ToolkitError
 
-LOADERS = ("fast", "nemo")
 MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidia/parakeet-tdt-0.6b-v2, "
               "needs the Hugging Face hub), demo (a small model shipped in demo/, trained on synthetic speech, "
               "offline), or random:tiny / random:parakeet (random weights, offline). "
@@ -20,19 +22,9 @@ MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidi
               "nvidia/parakeet-tdt-0.6b-v2")
 
 
-# The engines as options name them (common/engine/transcriber.ENGINES, which imports numpy: not
-# at parse time; a test keeps the two equal). "direct" is the old name of "batched".
-ENGINES = ("nemo", "batched")
-ENGINE_ALIASES = {"direct": "batched"}
-# common/engine/transcriber.LONG_AUDIO_SECONDS, repeated here for parse time (a test keeps them equal).
-LONG_AUDIO_SECONDS = 600.0
-# common/device/graphs.GRAPH_MODES, repeated here for parse time (a test keeps them equal).
-GRAPH_MODES = ("off", "on", "auto")
 GRAPHS_HELP = ("TDT decoding on an npu from device graphs (torch.npu.graph): its step functions captured once "
                "per batch size and length bucket, then replayed; on = always (eager with one warning if a "
                "capture fails), auto = on where torch.npu.graph exists, off = eager. CPU and CUDA are unchanged")
-# common/inputs/items.LAYOUTS, repeated here for parse time (a test keeps them equal).
-LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
 SIGPIPE_EXIT = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13), as `| head` does
 
 
@@ -57,11 +49,22 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
+# --help shows the options in these groups, in this order (a script shows those it has).
+GROUPS = ("input", "model and device", "decoding", "output", "thresholds", "run control")
+
+
 def parser_from_doc(doc: str) -> argparse.ArgumentParser:
     """A parser whose description is the script docstring's first paragraph and whose epilog
-    (examples, exit status) is the rest."""
+    (examples, exit status) is the rest, with the option groups of GROUPS."""
     first, _, rest = doc.strip().partition("\n\n")
-    return Parser(description=first, epilog=rest or None, formatter_class=HelpFormatter)
+    parser = Parser(description=first, epilog=rest or None, formatter_class=HelpFormatter)
+    parser.option_groups = {title: parser.add_argument_group(title) for title in GROUPS}
+    return parser
+
+
+def group(parser: argparse.ArgumentParser, title: str):
+    """The parser's option group `title` (one of GROUPS), where an option is added for --help."""
+    return parser.option_groups[title] if hasattr(parser, "option_groups") else parser
 
 
 def warn_deprecated(old: str, new: str) -> None:
@@ -106,21 +109,22 @@ def engine_name(text: str) -> str:
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="AUDIO", help="same as --audio")
-    parser.add_argument("--audio", nargs="+", default=[], metavar="AUDIO",
-                        help="audio files (wav/flac/mp3/ogg/m4a, any rate and channels), folders of them, "
-                             "NeMo JSONL manifests, LibriSpeech folders, Kaldi/WeNet data folders (wav.scp + text), "
-                             "Hugging Face datasets (save_to_disk folders, parquet files)")
-    parser.add_argument("--input-layout", type=options.choice(LAYOUTS), choices=LAYOUTS, default="auto",
-                        help="how to read the paths; auto = detected from each path")
-    parser.add_argument("--text-column", type=options.non_empty, default=None,
-                        help="datasets: the ground-truth column (default: text, transcript, transcription, sentence, ...)")
-    parser.add_argument("--audio-column", type=options.non_empty, default=None,
-                        help="datasets: the audio column, bytes or path (default: audio, audio_filepath, file, path, ...)")
-    parser.add_argument("--limit", type=options.count_or_fraction, default=None, metavar="N|FRACTION",
-                        help="a quick look: the first N inputs, or a share of them (e.g. 0.1) drawn with --seed")
-    parser.add_argument("--seed", type=options.integer(0), default=0,
-                        help="seed of a fractional --limit's draw (and of the bootstrap's resampling)")
+    section = group(parser, "input")
+    section.add_argument("paths", nargs="*", metavar="AUDIO", help="same as --audio")
+    section.add_argument("--audio", nargs="+", default=[], metavar="AUDIO",
+                         help="audio files (wav/flac/mp3/ogg/m4a, any rate and channels), folders of them, "
+                              "NeMo JSONL manifests, LibriSpeech folders, Kaldi/WeNet data folders (wav.scp + text), "
+                              "Hugging Face datasets (save_to_disk folders, parquet files)")
+    section.add_argument("--input-layout", type=options.choice(LAYOUTS), choices=LAYOUTS, default="auto",
+                         help="how to read the paths; auto = detected from each path")
+    section.add_argument("--text-column", type=options.non_empty, default=None,
+                         help="datasets: the ground-truth column (default: text, transcript, transcription, sentence, ...)")
+    section.add_argument("--audio-column", type=options.non_empty, default=None,
+                         help="datasets: the audio column, bytes or path (default: audio, audio_filepath, file, path, ...)")
+    section.add_argument("--limit", type=options.count_or_fraction, default=None, metavar="N|FRACTION",
+                         help="a quick look: the first N inputs, or a share of them (e.g. 0.1) drawn with --seed")
+    section.add_argument("--seed", type=options.integer(0), default=0,
+                         help="seed of a fractional --limit's draw (and of the bootstrap's resampling)")
 
 
 def input_options(args: argparse.Namespace):
@@ -132,15 +136,16 @@ def input_options(args: argparse.Namespace):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "auto") -> None:
-    parser.add_argument("--model", type=options.non_empty, default=None, help=MODEL_HELP)
-    parser.add_argument("--device", type=device_spec, default=device_default,
-                        help="auto | cpu | npu[:N] | cuda[:N]; auto = npu if torch_npu loads and sees a "
-                             "device, else cuda, else cpu")
-    parser.add_argument("--threads", type=options.integer(1), default=None,
-                        help="CPU threads for torch (default: one per physical core; under torchrun the "
-                             "cores split among this host's ranks)")
-    parser.add_argument("--loader", type=options.choice(LOADERS), choices=LOADERS, default="fast",
-                        help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
+    section = group(parser, "model and device")
+    section.add_argument("--model", type=options.non_empty, default=None, help=MODEL_HELP)
+    section.add_argument("--device", type=device_spec, default=device_default,
+                         help="auto | cpu | npu[:N] | cuda[:N]; auto = npu if torch_npu loads and sees a "
+                              "device, else cuda, else cpu")
+    section.add_argument("--threads", type=options.integer(1), default=None,
+                         help="CPU threads for torch (default: one per physical core; under torchrun the "
+                              "cores split among this host's ranks)")
+    section.add_argument("--loader", type=options.choice(LOADERS), choices=LOADERS, default=DEFAULT_LOADER,
+                         help="fast: cached extraction and memory-mapped weights; nemo: NeMo's restore_from()")
 
 
 DTYPE_HELP = ("bf16/fp16: autocast, with the encoder's matmul weights cast once (on an NPU autocast alone); "
@@ -149,55 +154,58 @@ DTYPE_HELP = ("bf16/fp16: autocast, with the encoder's matmul weights cast once 
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    from .engine.precision import DTYPES
-
     # type= says a bad value in our words; choices= still lists them in --help.
-    parser.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default="fp32",
-                        help=f"{what}. {DTYPE_HELP}")
+    section = group(parser, "decoding")
+    section.add_argument("--dtype", type=options.choice(DTYPES), choices=DTYPES, default=DEFAULT_DTYPE,
+                         help=f"{what}. {DTYPE_HELP}")
 
 
 def add_encoder_runtime_argument(parser: argparse.ArgumentParser, which: str = "") -> None:
-    from .engine.precision import ENCODER_RUNTIMES
-
-    parser.add_argument("--encoder-runtime", type=options.choice(ENCODER_RUNTIMES), choices=ENCODER_RUNTIMES,
-                        default="torch",
-                        help=(f"{which}. " if which else "") +
-                             "onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
-                             "NeMo's export() into the cache; needs requirements-onnx.txt), 1.2-2x faster "
-                             "than torch on the CPU (measured; it varies by CPU); decoding stays NeMo's")
+    section = group(parser, "decoding")
+    section.add_argument("--encoder-runtime", type=options.choice(ENCODER_RUNTIMES), choices=ENCODER_RUNTIMES,
+                         default=DEFAULT_ENCODER_RUNTIME,
+                         help=(f"{which}. " if which else "") +
+                              "onnxruntime: the encoder in ONNX Runtime (CPU, fp32; exported once per model by "
+                              "NeMo's export() into the cache; needs requirements-onnx.txt), 1.2-2x faster "
+                              "than torch on the CPU (measured; it varies by CPU); decoding stays NeMo's")
 
 
 def add_decode_graphs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decode-graphs", type=options.choice(GRAPH_MODES), choices=GRAPH_MODES, default="off",
-                        help=GRAPHS_HELP)
+    section = group(parser, "decoding")
+    section.add_argument("--decode-graphs", type=options.choice(GRAPH_MODES), choices=GRAPH_MODES,
+                          default=DEFAULT_GRAPH_MODE, help=GRAPHS_HELP)
 
 
 def add_long_audio_argument(parser: argparse.ArgumentParser) -> None:
     """The long-audio rule, the same in every script: longer inputs run alone with local attention."""
-    parser.add_argument("--long-audio-seconds", type=options.positive, default=LONG_AUDIO_SECONDS,
-                        help="an input longer than this runs alone (its own batch) with local attention "
-                             "(rel_pos_local_attn [128,128]), so memory grows linearly with its length")
+    section = group(parser, "decoding")
+    section.add_argument("--long-audio-seconds", type=options.positive, default=LONG_AUDIO_SECONDS,
+                         help="an input longer than this runs alone (its own batch) with local attention "
+                              "(rel_pos_local_attn [128,128]), so memory grows linearly with its length")
 
 
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     """The accuracy verdict's thresholds (accuracy_run.py and the smoke chain)."""
-    parser.add_argument("--min-match", type=options.fraction, default=1.0,
-                        help="minimum share of exactly matching files (0 to 1)")
-    parser.add_argument("--max-wer", type=options.non_negative, default=0.0, help="maximum WER of device vs reference")
+    section = group(parser, "thresholds")
+    section.add_argument("--min-match", type=options.fraction, default=1.0,
+                         help="minimum share of exactly matching files (0 to 1)")
+    section.add_argument("--max-wer", type=options.non_negative, default=0.0, help="maximum WER of device vs reference")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", metavar="FILE", type=options.non_empty, default=None,
-                        help="write the result to FILE (atomically) instead of stdout")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks and library logs instead of one-line errors")
+    section = group(parser, "output")
+    section.add_argument("--output", metavar="FILE", type=options.non_empty, default=None,
+                          help="write the result to FILE (atomically) instead of stdout")
+    section.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    group(parser, "run control").add_argument("--debug", action="store_true",
+                                              help="show tracebacks and library logs instead of one-line errors")
 
 
 def add_html_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--html", metavar="FILE", type=options.non_empty, default=None,
-                        help="also write a self-contained HTML report (verdict, tables, plots, word differences) "
-                             "to FILE, atomically")
+    section = group(parser, "output")
+    section.add_argument("--html", metavar="FILE", type=options.non_empty, default=None,
+                         help="also write a self-contained HTML report (verdict, tables, plots, word differences) "
+                              "to FILE, atomically")
 
 
 def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
@@ -209,9 +217,10 @@ def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
 
 
 def add_resume_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run: keep the records already in the results stream "
-                             "beside --output (or in --output-dir) and run only the rest")
+    section = group(parser, "run control")
+    section.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run: keep the records already in the results stream "
+                              "beside --output (or in --output-dir) and run only the rest")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:

@@ -172,13 +172,6 @@ def test_graphs_are_only_an_npu_matter():
         graphs_wanted("sometimes", "npu:0")
 
 
-def test_the_option_names_the_modes_the_engine_knows():
-    from common import cli
-    from common.device.graphs import GRAPH_MODES
-
-    assert cli.GRAPH_MODES == GRAPH_MODES
-
-
 def test_length_buckets_double_from_nemos_30_seconds():
     from common.engine.graph_decoding import length_bucket
 

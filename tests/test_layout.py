@@ -11,7 +11,7 @@ from tests.conftest import REPO
 COMMON = REPO / "common"
 # Lower number = lower layer. A module may import its own layer's package or a lower one.
 LAYERS = {
-    "errors": 0, "files": 0, "options": 0, "signals": 0,
+    "choices": 0, "errors": 0, "files": 0, "options": 0, "signals": 0,
     "inputs": 1, "device": 1,
     "model": 2, "ranks": 2,
     "engine": 3,

@@ -15,7 +15,6 @@ import accuracy_run
 import accuracy_run_perf
 import check_accuracy_run_perf
 import inference
-from common import cli
 from common.engine import transcriber
 from common.engine.transcriber import plan_batches
 from common.inputs.audio import load_audio
@@ -55,10 +54,6 @@ def assert_long_runs_alone(calls: list[dict]) -> None:
     assert long_calls, "the long input was never run"
     assert all(c["files"] == 1 and c["attention"] == "rel_pos_local_attn" for c in long_calls)
     assert all(c["attention"] == "rel_pos" for c in calls if c["longest"] <= THRESHOLD)
-
-
-def test_the_default_is_the_same_at_parse_time_and_in_the_engine():
-    assert cli.LONG_AUDIO_SECONDS == transcriber.LONG_AUDIO_SECONDS == 600.0
 
 
 def test_long_inputs_are_planned_alone_with_or_without_a_budget():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.inputs.items import LAYOUTS, InputOptions
+from common.inputs.items import InputOptions
 from common.inputs.sources import collect_inputs, read_signal
 from tests.conftest import REPO
 
@@ -97,12 +97,6 @@ def sets(tmp_path_factory) -> dict:
     datasets.DatasetDict({"test": datasets.Dataset(table)}).save_to_disk(str(root / "saved_dict"))
     made["dataset_dict"] = root / "saved_dict"
     return made
-
-
-def test_layout_names_are_the_same_at_parse_time():
-    from common import cli
-
-    assert cli.LAYOUTS == LAYOUTS
 
 
 @pytest.mark.parametrize("layout", ["librispeech", "kaldi", "hf", "parquet"])

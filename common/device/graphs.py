@@ -11,8 +11,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
-# --decode-graphs values; common/cli.py repeats them for parse time (a test keeps the two equal).
-GRAPH_MODES = ("off", "on", "auto")
+from ..choices import GRAPH_MODES
+
 _GRAPH_CLASSES = {"npu": "NPUGraph", "cuda": "CUDAGraph"}
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 
+from ..choices import DTYPES, ENCODER_RUNTIMES
 from ..device import accelerators
 from ..errors import SetupError
 from .forwards import wrapped_forward
 
-DTYPES = ("fp32", "bf16", "fp16", "int8")
-ENCODER_RUNTIMES = ("torch", "onnxruntime")  # onnxruntime: common/engine/onnx_encoder.py
 
 
 def check_dtype(name: str) -> str:

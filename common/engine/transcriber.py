@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
+from ..choices import LONG_AUDIO_SECONDS
 from ..device.clocks import module_timer
 from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds
@@ -26,10 +27,6 @@ from .lstm import lstm_kernels
 from .precision import autocast, fp32_features
 from .records import FileRecord, Timestamp, Transcript
 
-ENGINES = ("nemo", "batched")
-# The long-audio rule: an input longer than this runs alone, with local attention (common/cli.py
-# repeats the value for parse time, without numpy; a test keeps the two equal).
-LONG_AUDIO_SECONDS = 600.0
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,6 @@ def read_signal(item: AudioInput):
     return load_audio_bytes(item.embedded.fetch, item.path, item.embedded.name)
 
 
-LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
-
-
 @dataclass(frozen=True)
 class InputOptions:
     """How --audio paths are read: the layout (auto = detected from each path), the dataset

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..checks.environment import checks_document, run_checks
+from ..choices import LONG_AUDIO_SECONDS
 from ..device.accelerators import DeviceChoice, resolve_device, visible_cards
 from ..device.threads import use_threads
 from ..engine.precision import check_dtype_for_device, cpu_precision_warning
-from ..engine.transcriber import LONG_AUDIO_SECONDS
 from ..files import write_json_atomic
 from ..inputs.sources import InputOptions, collect_inputs
 from ..errors import SetupError

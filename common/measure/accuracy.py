@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from ..choices import LONG_AUDIO_SECONDS
 from ..device.clocks import rtfx, timed
-from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, transcribe_signals
+from ..engine.transcriber import TranscribeOptions, transcribe_signals
 from ..errors import ToolkitError
 from ..inputs.audio import duration_seconds
 from ..inputs.sources import AudioInput, read_signal

@@ -15,11 +15,12 @@ import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
+from ..choices import LONG_AUDIO_SECONDS
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
 from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
 from ..engine.precision import runtime_applies
-from ..engine.transcriber import LONG_AUDIO_SECONDS, TranscribeOptions, batches_for, transcribe_signals
+from ..engine.transcriber import TranscribeOptions, batches_for, transcribe_signals
 from ..errors import InputError, SetupError
 from ..inputs.audio import duration_seconds
 from ..inputs.sources import InputOptions, collect_inputs, read_signal
