@@ -9,7 +9,7 @@ batch shapes' first steps are timed (the median absorbs them). The clips are the
 its training text in its voices (its template sentences where the open-text sources are not
 installed), cut into batches of --batch-frames mel frames as the recipe cuts them, with a
 --vocab-size BPE trained here on 4,000 of its texts. The model starts from --init: by default
-the shipped demo model, the start of the run measured in the README.
+the shipped demo model, the start of the run in docs/benchmarks/2026-12-03-demo-open-vocabulary.md.
 
   python bench/train_step_bench.py --steps 10
 """

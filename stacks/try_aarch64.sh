@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install a line on Linux aarch64 (Ascend's Kunpeng hosts) as the README says, and run the README's
+# Install a line on Linux aarch64 (Ascend's Kunpeng hosts) as docs/stacks.md says, and run the README's
 # first command there, on an x86_64 machine: a Debian bookworm arm64 root (Python 3.11) made by
 # debootstrap and run through qemu-user (binfmt_misc). Slow (everything is emulated) but real: the
 # aarch64 wheels from PyPI, built sdists, the aarch64 torch, the demo model transcribing.

@@ -18,8 +18,8 @@ from tests.test_inference import in_clip
 CLIPS = REPO / "demo" / "clips"
 MANIFEST = CLIPS / "manifest.jsonl"
 EXAMPLE = REPO / "examples" / "demo.wav"
-# The shipped model on its 20 shipped held-out clips: WER 0.13 measured (README, "The demo
-# model"); the bound leaves room for other CPUs' kernels, not for a broken model (WER ~1).
+# The shipped model on its 20 shipped held-out clips: WER 0.13 measured (docs/demo-model.md, "How good
+# it is"); the bound leaves room for other CPUs' kernels, not for a broken model (WER ~1).
 MAX_CLIPS_WER = 0.20
 
 
@@ -87,7 +87,7 @@ def test_nemo_restore_from_and_transcribe_use_it_as_is(capsys):
 # bf16 vs fp32 on the 20 shipped clips, measured here (accuracy_run.py, this 2-core EPYC): 19/20
 # identical transcripts, WER 0.015 between them, word starts moved by up to one encoder frame
 # (0.08 s); against the truth 0.130 (fp32) and 0.115 (bf16). Over 600 held-out clips 594 agree
-# (README). The bounds leave room for other CPUs' bf16 kernels, not for a broken bf16 path.
+# (docs/benchmarks/2026-12-02-demo-model-eval.md). The bounds leave room for other CPUs' bf16 kernels, not for a broken bf16 path.
 MIN_BF16_MATCH = 0.85
 MAX_BF16_WER = 0.05
 

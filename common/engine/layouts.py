@@ -3,7 +3,7 @@ for bf16/fp16 (common/engine/encoders.py); the int8 copy (common/engine/int8.py)
 pointwise convolutions as Linear layers, which it quantizes. The fp32 encoder is NeMo's own and
 stays untouched, so that fp32 transcripts stay those of model.transcribe().
 
-Measured on the full-size encoder (7.24 s clip, bf16, 2 threads, interleaved; README "Against
+Measured on the full-size encoder (7.24 s clip, bf16, 2 threads, interleaved; docs/benchmark.md "Against
 the CPU peers"), each change on top of the one before: 0.347 s as cast, 0.303 s with
 - pointwise (kernel 1) convolutions as Linear layers over channels (oneDNN's 1x1 convolution over
   [1, C, 1, T] is slower than the GEMM of the same weights), 0.258 s with

@@ -5,7 +5,7 @@ once per model file, into a cache folder published by a rename, as ONNX Runtime'
 graph (its portable, "extended" level): later runs only open it, and the session takes about
 1.7 s to create instead of 5-11 s for the plain export (measured; same outputs, bit for bit). ONNX
 Runtime's fused CPU kernels run the full-size encoder about 20% faster than torch eager fp32
-on 2 cores (README, "Against the CPU peers"); its outputs differ from torch's in the last bits
+on 2 cores (docs/benchmark.md, "Against the CPU peers"); its outputs differ from torch's in the last bits
 (2.6e-6 at most, measured), so transcripts are compared in the tests, not assumed. Everything
 around the encoder (features, TDT decoding, timestamps) stays NeMo's, in torch.
 
