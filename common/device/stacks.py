@@ -52,6 +52,11 @@ class Line:
         return f"{self.folder}/requirements.txt" if self.folder != "." else "requirements.txt"
 
     @property
+    def host_requirements(self) -> str:
+        """What the toolkit needs on top of an installed torch (a vendor image's): no torch pin."""
+        return f"{self.folder}/requirements-host.txt" if self.folder != "." else "requirements-host.txt"
+
+    @property
     def constraints(self) -> str:
         return f"{self.folder}/constraints.txt" if self.folder != "." else "constraints.txt"
 
