@@ -269,10 +269,6 @@ class Contender:
     def precision_class(self) -> str:
         return precision_class(self.dtype)
 
-    @property
-    def is_peer(self) -> bool:
-        return self.family != "toolkit"
-
 
 def precision_class(dtype: str) -> str:
     return "fp32" if dtype == "fp32" else "reduced"

@@ -7,7 +7,7 @@ API below loads torch and NeMo only when first used.
 """
 
 _API = ("Model", "load_model", "transcribe", "check_accuracy", "AccuracyResult", "FileComparison", "benchmark",
-        "PerfResult", "PerfRow", "FileRecord", "SAMPLE_RATE")
+        "PerfResult", "PerfRow", "check_machine", "CheckResult", "Finding", "FileRecord", "SAMPLE_RATE")
 __all__ = list(_API)
 
 

@@ -119,7 +119,8 @@ def test_dry_run_table_names_fixes(capsys, tmp_path):
     code = check.main(["--dry-run", "--model", str(tmp_path / "x.nemo")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "model" in out and "FAIL" in out and "to fix:" in out and out.strip().endswith("1 fail")
+    assert "model" in out and "FAIL" in out and "findings, with their fixes:" in out
+    assert out.strip().splitlines()[-1].startswith("NOT READY: ") and out.strip().endswith("1 fail")
 
 
 @pytest.mark.slow
@@ -127,19 +128,23 @@ def test_dry_run_with_torch_npu_but_no_cann(torch_npu_env, tiny_nemo, clips):
     """The commonest first run on an Ascend host: the wheel installed, CANN not loadable. Asking
     for the NPU fails the dry-run with the fix; on the CPU (or auto) it is only a warning."""
     env = {k: v for k, v in os.environ.items() if k != "TORCH_DEVICE_BACKEND_AUTOLOAD"}
-    runs = {}
+    runs, verdicts = {}, {}
     for device in ("npu", "cpu", "auto"):
         proc = subprocess.run([torch_npu_env, str(REPO / "check_accuracy_run_perf.py"), "--dry-run", "--json",
                                "--device", device, "--model", str(tiny_nemo), "--audio", clips[0]],
                               capture_output=True, text=True, env=env, timeout=300)
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        runs[device] = (proc.returncode, by_name(json.loads(proc.stdout))["torch_npu"])
+        doc = json.loads(proc.stdout)
+        runs[device] = (proc.returncode, by_name(doc)["torch_npu"])
+        verdicts[device] = doc["verdict"]
     code, row = runs["npu"]
     assert code == 1 and row["status"] == "FAIL"
     assert "CANN runtime not found (lib" in row["value"] and "set_env.sh" in row["fix"]
     for device in ("cpu", "auto"):
         code, row = runs[device]
         assert code == 0 and row["status"] == "WARN" and "CANN runtime not found (lib" in row["value"]
+    assert verdicts["auto"].startswith("READY (CPU only: the NPU cannot be used: CANN runtime not found")
+    assert (verdicts["cpu"], verdicts["npu"]) == ("READY", "NOT READY")
 
 
 def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, tiny_nemo, clips, tmp_path,
@@ -175,6 +180,82 @@ def test_full_chain_loads_each_model_once_and_writes_agreeing_reports(capsys, ti
     assert f"Cold start on cpu: import {cold['import_seconds']:.2f} s" in markdown
     for entry in doc["accuracy"]["accuracy"]["files"]:
         assert entry["device"]["text"][:50] in markdown
+    # the performance stage timed what inference.py runs by default, and the report names it
+    from common.choices import BATCH_SECONDS, BATCH_SIZE, DEFAULT_ENGINE
+
+    config = perf["config"]
+    assert (config["engine"], config["batch_size"], config["batch_seconds"]) == (DEFAULT_ENGINE, BATCH_SIZE,
+                                                                                  BATCH_SECONDS)
+    assert "decoding" in perf["stages"][0], "only the batched engine has a decoding stage of its own"
+    assert f"timed runs, engine batched, batch ≤{BATCH_SIZE} files / ≤{BATCH_SECONDS:g} s)" in markdown
+
+
+@pytest.fixture
+def unloadable_torch_npu(tmp_path, monkeypatch):
+    """A torch_npu for this torch whose import fails as the real wheel's does on a host without
+    CANN (tests/conftest.py's torch_npu_env installs the real one, in the slow test above): a
+    stand-in for the missing system library, on sys.path for this test only."""
+    import torch
+
+    from common.device import stacks
+
+    release = stacks.release(torch.__version__)
+    package = tmp_path / "site" / "torch_npu"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('raise ImportError("libhccl.so: cannot open shared object file: '
+                                         'No such file or directory")\n')
+    metadata = tmp_path / "site" / f"torch_npu-{release}.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch_npu\nVersion: {release}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("PARAKEET_ASCEND_ROOT", str(tmp_path / "no-ascend"))  # no CANN, whatever the host has
+    return release
+
+
+def test_dry_run_on_auto_says_the_npu_cannot_be_used_and_the_run_goes_to_the_cpu(capsys, unloadable_torch_npu,
+                                                                                 tiny_nemo):
+    """torch_npu installed, CANN missing, no --device: READY, but not a bare READY."""
+    code = check.main(["--dry-run", "--model", str(tiny_nemo)])
+    out = capsys.readouterr().out
+    verdict = out.strip().splitlines()[-1]
+    assert code == 0
+    assert verdict.startswith("READY (CPU only: the NPU cannot be used: CANN runtime not found (libhccl.so"), verdict
+    code, doc = dry_run(capsys, "--model", tiny_nemo)
+    assert doc["verdict"].startswith("READY (CPU only: the NPU cannot be used:")
+    findings = {f["name"]: f for f in doc["findings"]}
+    assert findings["device auto"]["status"] == "WARN" and "set_env.sh" in findings["device auto"]["fix"]
+    assert all(f["fix"] for f in doc["findings"]) and {f["name"] for f in doc["findings"]} == \
+        {c["name"] for c in doc["checks"] if c["status"] != "PASS"}
+
+
+def test_full_check_on_the_cpu_names_every_warning_with_its_fix(capsys, unloadable_torch_npu, tiny_nemo, clips,
+                                                                 tmp_path):
+    """--device cpu on a host whose torch_npu cannot load: the run passes, and the console, report.md,
+    report.json and report.html all say that torch_npu is installed but CANN is missing, with the fix."""
+    report_dir = tmp_path / "reports"
+    code = check.main(["--model", str(tiny_nemo), "--device", "cpu", "--runs", "1", "--warmup", "0",
+                       "--report-dir", str(report_dir), clips[0]])
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads((report_dir / "report.json").read_text())
+    row = {f["name"]: f for f in doc["checks"]["findings"]}["torch_npu"]
+    assert row["status"] == "WARN"
+    assert row["value"] == (f"{unloadable_torch_npu} is installed but cannot load: CANN runtime not found "
+                            "(libhccl.so cannot be loaded)")
+    assert "source " in row["fix"] and "set_env.sh" in row["fix"] and "install CANN" in row["fix"]
+    markdown = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    for finding in doc["checks"]["findings"]:
+        for text in (out, markdown):
+            assert f"**{finding['status']}** {finding['name']}: {finding['value']}" in text
+            assert f"Fix: {finding['fix']}" in text
+        assert html_escape(finding["fix"]) in html and html_escape(finding["value"]) in html
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def test_full_chain_stops_after_failed_checks(capsys, tmp_path, clips):
@@ -201,3 +282,34 @@ def test_a_python_without_tarfiles_data_filter_is_named_where_nemo_needs_it(monk
         assert names["python tarfile"].status == environment.WARN and "--loader nemo" in names["python tarfile"].value
     else:
         assert list(names) == ["python"]
+
+
+def test_packages_of_another_torch_line_are_named_with_the_command_that_leaves_torch_alone():
+    """The vendor-image route: for a torch other than this venv's line, the installed NeMo (and
+    numpy, where the lines differ) conflict, and the fix installs that line's requirements-host.txt
+    under its constraints; for this venv's own torch, every package of its line is there."""
+    from common.checks.environment import FAIL, PASS, host_package_checks
+    from common.device import stacks
+    from common.device.environment import package_version
+
+    installed_torch = package_version("torch")
+    (own,) = host_package_checks(installed_torch)
+    assert own.status == PASS, own
+    other = next(line for line in stacks.LINES if line.nemo != stacks.release(package_version("nemo_toolkit")))
+    (check,) = host_package_checks(other.torch)
+    assert check.status == FAIL
+    assert f"nemo_toolkit {package_version('nemo_toolkit')} (line {other.name} needs {other.nemo})" in check.value
+    assert check.fix.startswith(f"pip install -r {other.host_requirements} -c {other.constraints}")
+    assert (REPO / other.host_requirements).is_file()
+
+
+def test_no_host_requirements_file_pins_torch_or_torch_npu():
+    """requirements-host.txt must never replace the torch (and torch_npu) an image came with."""
+    from common.checks.environment import pinned_requirements
+    from common.device import stacks
+
+    for line in stacks.LINES:
+        text = (REPO / line.host_requirements).read_text(encoding="utf-8")
+        names = set(pinned_requirements(REPO / line.host_requirements))
+        assert not names & {"torch", "torch_npu", "torch-npu"} and "-r requirements.txt" not in text, line.name
+        assert {"nemo_toolkit", "soundfile", "jiwer"} <= names, line.name

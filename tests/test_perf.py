@@ -154,3 +154,37 @@ def test_a_device_with_nothing_to_measure_is_refused_before_any_model_loads():
     with pytest.raises(SetupError, match="nothing to measure on cuda:0"):
         run_perf([DeviceChoice("cpu", "test"), DeviceChoice("cuda:0", "test")], None, None, None, sweep,
                  PerfOptions(), 0.0, "test")
+
+
+def test_the_default_benchmark_times_what_inference_runs(capsys, tiny_nemo, clips, tmp_path):
+    """No --engine, no --batch-sizes: the batched engine with inference.py's batching ran (seen in
+    the stage runs: only the batched engine has a decoding stage of its own), and the table says so."""
+    from common.choices import BATCH_SECONDS, BATCH_SIZE, DEFAULT_ENGINE
+
+    output = tmp_path / "perf.json"
+    code = accuracy_run_perf.main(["--model", str(tiny_nemo), "--device", "cpu", "--runs", "1", "--warmup", "0",
+                                   "--no-engine-check", "--output", str(output), *clips[:2]])
+    table = capsys.readouterr().out
+    doc = json.loads(output.read_text())
+    assert code == 0 and len(doc["results"]) == 1
+    result = doc["results"][0]
+    assert result["config"]["engine"] == DEFAULT_ENGINE == "batched"
+    assert (result["config"]["batch_size"], result["config"]["batch_seconds"]) == (BATCH_SIZE, BATCH_SECONDS)
+    assert "decoding" in result["stages"][0], "the batched engine decodes in a stage of its own"
+    assert [len(b) for b in result["batches"]] == [2]  # both clips in one batch of at most 16 files
+    named = f"engine batched, batch ≤{BATCH_SIZE} files / ≤{BATCH_SECONDS:g} s"
+    assert result["batching"] in named and f"ran: {named}" in table
+
+
+def test_one_input_is_timed_alone_at_the_default_batching(tiny_nemo, clips):
+    """The API's benchmark() batches as inference.py does too; with one input, a batch of at most
+    16 files holds that input alone: a run is its latency."""
+    from common.api import benchmark
+    from common.choices import BATCH_SECONDS, BATCH_SIZE, DEFAULT_ENGINE
+
+    result = benchmark(clips[0], model=str(tiny_nemo), devices=("cpu",), warmup=0, runs=2, stage_runs=0,
+                       check_engines=False)
+    (row,), (entry,) = result.rows, result.document["results"]
+    assert (row.engine, row.batch_size, row.batch_seconds) == (DEFAULT_ENGINE, BATCH_SIZE, BATCH_SECONDS)
+    assert entry["batches"] == [[{"index": 0, "duration": round(row.audio_seconds, 3)}]]
+    assert row.rtfx == pytest.approx(row.audio_seconds / row.median_seconds, rel=0.01)

@@ -1,7 +1,8 @@
 """The environment dry-run: is this machine ready to run the model? Seconds, no model load.
 
-Each check gives PASS / WARN / FAIL, the value found and, when not PASS, the fix in one line.
-Only FAIL makes the dry-run fail; WARN is something the user should know about.
+Each check gives PASS / WARN / FAIL, the value found and, when not PASS, the fix in one line:
+the findings. Only FAIL makes the dry-run fail; WARN is something the user should know about.
+The verdict says where `--device auto` would run when an installed NPU stack cannot be used.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from ..device.accelerators import (
 from ..device.environment import package_version
 from ..errors import ToolkitError
 from ..model import random_models
-from ..model.loading import ModelSource, resolve_model_source
+from ..model.loading import ModelSource, check_model_source, resolve_model_source
 from ..model.nemo_archive import DAMAGED_FIX, DamagedModelError, read_nemo_config, verify_nemo_archive
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+AUTO_DEVICE = "device auto"  # the check that says where --device auto would run
 # Bytes of RAM per parameter while loading: fp32 weights plus NeMo's transient copies.
 LOAD_BYTES_PER_PARAMETER = 8
 PARAKEET_PARAMETERS = 617_800_000
@@ -65,8 +67,9 @@ def python_checks() -> list[Check]:
 
 def torch_checks(device_spec: str) -> list[Check]:
     """torch, torch_npu and the NPU itself, the host's CANN and which stack fits it, then CUDA
-    (informational). A torch_npu that cannot be used fails the dry-run only when --device npu
-    asks for it; with cpu or auto it is a warning (auto falls back to the CPU)."""
+    (informational), and with --device auto where the run would go. A torch_npu that cannot be
+    used fails the dry-run only when --device npu asks for it; with cpu or auto it is a warning
+    (auto falls back to CUDA or the CPU, which the 'device auto' row says)."""
     import torch
 
     checks = [Check("torch", PASS, torch.__version__)]
@@ -81,8 +84,10 @@ def torch_checks(device_spec: str) -> list[Check]:
         checks.append(_check("torch_npu", False, "not installed", advice or "pip install -r requirements-npu.txt "
                              "(and install CANN)", warn_only=not npu_required))
     elif not status.usable and not no_device:
-        checks.append(Check("torch_npu", FAIL if npu_required else WARN, f"{version}: {status.diagnosis}",
-                            _fix_of(status.diagnosis)))
+        checks.append(Check("torch_npu", FAIL if npu_required else WARN,
+                            f"{version or 'a torch_npu'} is installed but cannot "
+                            f"{'load' if _missing_cann(status.diagnosis) else 'be used'}: {_problem_of(status.diagnosis)}",
+                            _torch_npu_fix(status.diagnosis, version, cann, cann_file)))
     else:
         checks.append(Check("torch_npu", PASS, f"{version or 'registered'} (importable)"))
         checks.append(_check("npu devices", status.usable, f"{status.device_count}: {npu_inventory(status.device_count)}"
@@ -95,7 +100,47 @@ def torch_checks(device_spec: str) -> list[Check]:
     checks.append(Check("cuda", PASS, f"available, {cuda} device(s)" if cuda else "not available (informational)"))
     if kind == "cuda" and not cuda:
         checks[-1] = Check("cuda", FAIL, "not available", "use --device auto or cpu, or install a CUDA build of torch")
+    if kind == "auto":
+        checks.append(auto_device_check(status, version is not None, cuda, checks))
     return checks
+
+
+def auto_device_check(status, torch_npu_installed: bool, cuda: int, checks: list[Check]) -> Check:
+    """Where --device auto would run (the rule of accelerators.resolve_device, from the probe
+    above). A torch_npu that is installed but cannot be used is a warning that names the device
+    the run falls back to: the verdict repeats it (see readiness)."""
+    if status.usable:
+        return Check(AUTO_DEVICE, PASS, f"npu:0 ({status.diagnosis})")
+    fallback = "cuda:0" if cuda else "cpu"
+    if not torch_npu_installed and "no NPU is visible" not in status.diagnosis:
+        return Check(AUTO_DEVICE, PASS, f"{fallback} (no NPU: torch_npu not installed)")
+    npu_row = next(c for c in checks if c.name in ("torch_npu", "npu devices") and c.status != PASS)
+    return Check(AUTO_DEVICE, WARN, f"{'CUDA' if cuda else 'CPU'} only: the NPU cannot be used: "
+                 f"{_problem_of(status.diagnosis)}", npu_row.fix)
+
+
+def _problem_of(diagnosis: str) -> str:
+    """A probe's diagnosis, without its advice where the fix says it better: 'CANN runtime not
+    found (libhccl.so cannot be loaded)'."""
+    return diagnosis.split(": ", 1)[0] if _missing_cann(diagnosis) else diagnosis
+
+
+def _missing_cann(diagnosis: str) -> bool:
+    return diagnosis.startswith("CANN runtime not found")
+
+
+def _torch_npu_fix(diagnosis: str, version: Optional[str], cann: Optional[str], cann_file: Optional[Path]) -> str:
+    """For a torch_npu that cannot load for want of CANN: source the installed CANN's set_env.sh,
+    or install the CANN this torch_npu was built for; otherwise the probe's own advice."""
+    if not _missing_cann(diagnosis):
+        return _fix_of(diagnosis)
+    source = f"source {stacks.set_env_script(stacks.ascend_root(), cann_file)}"
+    if cann is not None:
+        return f"CANN {cann} is installed but not loaded: run '{source}' in this shell before starting"
+    needed = stacks.torch_npu_cann(version) if version else None
+    wanted = f"CANN {needed} (the line torch_npu {version} is built for)" if needed else \
+        "the CANN of torch_npu's line (requirements-npu.txt)"
+    return f"install {wanted}, then run '{source}' before starting; where CANN is installed, only the source is missing"
 
 
 def card_checks(script: str = "inference.py --audio AUDIO --output OUT.json") -> list[Check]:
@@ -224,8 +269,59 @@ def ascend_install_checks(relevant: bool, cann: Optional[str] = None, cann_file:
     return [_check(name, ok, value, fix, warn_only=True) for name, ok, value, fix in found]
 
 
+REPO = Path(__file__).resolve().parents[2]
+# Pins whose other versions break a line, not only differ from its tests: NeMo is written for one
+# torch (a NeMo too new wants a newer torch, one too old lacks what the toolkit calls), and numpy 2
+# breaks NeMo 2.2's file reading (np.sctypes) and torch 2.4's numpy bridge.
+BINDING_PINS = ("nemo_toolkit", "numpy")
+
+
+def pinned_requirements(path: Path) -> dict[str, str]:
+    """name -> version of the `name==version` lines of a requirements file whose environment
+    markers hold here (other lines, -r includes and comments left out)."""
+    from packaging.markers import Marker
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact and (requirement.marker is None or Marker(str(requirement.marker)).evaluate()):
+            pins[requirement.name] = exact[0]
+    return pins
+
+
+def host_package_checks(torch_version: Optional[str]) -> list[Check]:
+    """On top of the installed torch (a vendor image's, say): which of its line's requirements are
+    missing or at a version that breaks the line, with the command that installs them without
+    touching torch (its line's requirements-host.txt under its constraints)."""
+    line = stacks.line_for_torch(torch_version) if torch_version else None
+    host_file = REPO / line.host_requirements if line else None
+    if host_file is None or not host_file.is_file():
+        return []  # no tested line for this torch: the "toolkit line" check says so
+    missing, conflicts = [], []
+    for name, wanted in pinned_requirements(host_file).items():
+        have = package_version(name)
+        if have is None:
+            missing.append(f"{name}=={wanted}")
+        elif name.replace("-", "_") in BINDING_PINS and stacks.release(have).split(".")[:2] != wanted.split(".")[:2]:
+            conflicts.append(f"{name} {have} (line {line.name} needs {wanted})")
+    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+               ([f"conflicts with torch {torch_version}: {'; '.join(conflicts)}"] if conflicts else [])
+    fix = f"pip install -r {line.host_requirements} -c {line.constraints}  (leaves torch {torch_version} as it is)"
+    return [_check(f"packages for torch {stacks.release(torch_version)}", not problems,
+                   "; ".join(problems) or f"line {line.name}: every package of {line.host_requirements} present",
+                   fix, warn_only=not conflicts and not any(m.startswith("nemo") for m in missing))]
+
+
 def library_checks() -> list[Check]:
-    checks = []
+    checks = host_package_checks(package_version("torch"))
     nemo = package_version("nemo_toolkit")
     asr = nemo is not None and importlib.util.find_spec("nemo.collections.asr") is not None
     checks.append(_check("nemo_toolkit[asr]", asr, nemo or "not installed", "pip install -r requirements.txt"))
@@ -253,8 +349,11 @@ def model_checks(spec: str) -> tuple[list[Check], Optional[int]]:
         return [Check("model", PASS, f"{spec}: EncDecRNNTBPEModel (tdt), {state}; {source.note}")], \
             (cached.stat().st_size if cached.is_file() else None)
     if source.kind == "pretrained":
-        return [Check("model", WARN, f"{spec}: pretrained name, will download from the Hugging Face hub",
-                      "without network access, download the .nemo elsewhere and pass --model PATH")], None
+        # where it would come from (hub mirror, ModelScope, cache), reachable, its size, room on disk
+        found = check_model_source(spec)
+        return [_check("model", found.ok, found.message,
+                       "set HF_ENDPOINT to a reachable mirror, use modelscope:ORG/NAME, or copy the .nemo here and "
+                       "pass --model PATH (docs/inference.md, Models without the hub)")], found.size
     return _local_model_checks(source)
 
 
@@ -352,6 +451,17 @@ def checks_passed(checks: list[Check]) -> bool:
     return all(c.status != FAIL for c in checks)
 
 
+def readiness(checks: list[Check]) -> str:
+    """The verdict: NOT READY on any FAIL; READY, with the device --device auto falls back to when
+    an installed NPU stack cannot be used ('READY (CPU only: the NPU cannot be used: ...)')."""
+    if not checks_passed(checks):
+        return "NOT READY"
+    fallback = next((c for c in checks if c.name == AUTO_DEVICE and c.status == WARN), None)
+    return f"READY ({fallback.value})" if fallback else "READY"
+
+
 def checks_document(checks: list[Check]) -> dict:
+    """The checks, their counts and verdict, and the findings: every WARN and FAIL with its fix."""
     counts = {status: sum(c.status == status for c in checks) for status in (PASS, WARN, FAIL)}
-    return {"checks": [asdict(c) for c in checks], "counts": counts, "passed": checks_passed(checks)}
+    return {"checks": [asdict(c) for c in checks], "counts": counts, "passed": checks_passed(checks),
+            "verdict": readiness(checks), "findings": [asdict(c) for c in checks if c.status != PASS]}

@@ -1,16 +1,18 @@
-"""The one-command smoke test: dry-run checks, then accuracy (device vs CPU), then performance
-(device and CPU), in one process, each (model, device) loaded once. With `all_cards` the
-accuracy and performance stages run on every visible card in turn, against one CPU reference:
-a health check of the host."""
+"""check_accuracy_run_perf.py's job: the environment checks alone (the dry-run), or the smoke
+test: the checks, then accuracy (device vs CPU), then performance (device and CPU, timed as
+inference.py runs by default), in one process, each (model, device) loaded once. With
+`all_cards` the accuracy and performance stages run on every visible card in turn, against one
+CPU reference: a health check of the host."""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..checks.environment import checks_document, run_checks
-from ..choices import LONG_AUDIO_SECONDS
+from ..choices import DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_LOADER, LONG_AUDIO_SECONDS
 from ..device.accelerators import DeviceChoice, resolve_device, visible_cards
 from ..device.threads import use_threads
 from ..engine.precision import check_dtype_for_device, cpu_precision_warning
@@ -19,7 +21,7 @@ from ..inputs.sources import InputOptions, collect_inputs
 from ..errors import SetupError
 from ..measure.accuracy import AccuracyOptions, summarize
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
-from ..model.loading import ModelPool, resolve_model_source
+from ..model.loading import ModelPool, describe, import_nemo_asr, resolve_model_source
 from .accuracy import AccuracyRun, accuracy_check, add_card_verdicts, cards_summary_line, reference_sides_of
 
 REFERENCE_DEVICE = "cpu"
@@ -31,20 +33,40 @@ class SmokeOptions:
     model: str
     audio: tuple
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = DEFAULT_DTYPE
+    engine: str = DEFAULT_ENGINE  # the performance stage's and the cold start's (batching: PerfSweep's defaults)
     warmup: int = 1
     runs: int = 3
     min_match: float = 1.0
     max_wer: float = 0.0
     quiet: bool = True
     debug: bool = False
-    loader: str = "fast"
+    loader: str = DEFAULT_LOADER
     report_dir: Optional[str] = None  # the accuracy stage keeps its comparisons here as they finish
     resume: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the one long-audio rule, in every stage
     inputs: InputOptions = InputOptions()  # layout, columns, --limit
     threads: Optional[int] = None  # CPU threads; None: one per physical core
     all_cards: bool = False  # accuracy and perf on every visible card, not only `device`
+
+
+def run_check(options: SmokeOptions, dry_run: bool, command_line: str,
+              say: Callable[[str], None] = lambda _: None) -> tuple[dict, bool]:
+    """The dry-run's checks document, or the smoke test's document (its accuracy results kept in
+    `report_dir` as they finish); and whether it passed."""
+    if dry_run:
+        document = checks_document(run_checks(options.model, list(options.audio), options.device, options.inputs))
+        return document, document["passed"]
+    if options.all_cards and options.device.split(":")[0] == "cpu":
+        raise SetupError("--all-cards checks the NPU or CUDA cards against the CPU: give --device npu, cuda or auto")
+    start = time.perf_counter()
+    import_nemo_asr(quiet=options.quiet)
+    import_seconds = time.perf_counter() - start
+    if options.report_dir:
+        os.makedirs(options.report_dir, exist_ok=True)
+    say(f"checks: model {describe(resolve_model_source(options.model))}, device {options.device} ...")
+    document = run_smoke(options, command_line, import_seconds, say)
+    return document, smoke_passed(document)
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
@@ -72,7 +94,7 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     signals = load_signals(list(options.audio), options.inputs)
     say("cold start: loading the model and timing its first call ...")
     document["cold_start"] = measure_cold_start(pool, source, target.device, signals, options.dtype, import_seconds,
-                                                options.long_audio_seconds)
+                                                options.long_audio_seconds, options.engine)
     say(f"accuracy: comparing {', '.join(c.device for c in cards)} with the CPU ...")
     accuracy = _accuracy_stage(cards, reference, source, pool, options, command_line, say)
     document["accuracy"] = accuracy
@@ -80,8 +102,8 @@ def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,
     say("performance: timing the device and the CPU ...")
     devices = list({c.device: c for c in (*cards, reference)}.values())
     perf_options = PerfOptions(warmup=options.warmup, runs=options.runs, long_audio_seconds=options.long_audio_seconds)
-    perf = run_perf(devices, source, pool, signals, PerfSweep(dtypes=(options.dtype,)), perf_options, import_seconds,
-                    command_line)
+    sweep = PerfSweep(dtypes=(options.dtype,), engines=(options.engine,))
+    perf = run_perf(devices, source, pool, signals, sweep, perf_options, import_seconds, command_line)
     for device, cold in perf["cold_start"].items():  # perf's "first call" ran on a model accuracy had warmed
         cold["first_call_seconds"] = document["cold_start"]["first_call_seconds"] if device == target.device else None
     document["perf"] = perf

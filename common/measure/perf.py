@@ -2,7 +2,10 @@
 
 What is timed: one *run* = transcribing every input once, from in-memory 16 kHz arrays to
 transcripts (features, encoder, TDT decoding; with the `nemo` engine also NeMo's own dataloader
-and output handling), inputs sorted longest first and cut into batches of `batch_size`. A timed
+and output handling), inputs sorted longest first and cut into batches as inference.py cuts
+them: the batched engine at most `batch_size` files and `batch_seconds` of padded audio a batch,
+the nemo engine `batch_size` files. With one input every batch is that input alone, so a run is
+its latency. A timed
 run has nothing inside it but the work: the device is synchronized once before the clock starts
 and once before it stops. The stage breakdown (features, encoder, decoding) comes from separate
 *stage runs*, labelled as such, in which every stage is synchronized at both ends; their
@@ -15,7 +18,8 @@ import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
-from ..choices import LONG_AUDIO_SECONDS
+from ..choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_ENGINE,
+                       DEFAULT_GRAPH_MODE, LONG_AUDIO_SECONDS)
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
 from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
@@ -32,29 +36,43 @@ STAGE_NAMES = ("features", "encoder", "decoding")
 @dataclass(frozen=True)
 class PerfConfig:
     device: str
-    dtype: str = "fp32"
-    engine: str = "nemo"
-    batch_size: int = 1
-    decode_graphs: str = "off"  # --decode-graphs for this configuration
+    dtype: str = DEFAULT_DTYPE
+    engine: str = DEFAULT_ENGINE
+    batch_size: int = BATCH_SIZE  # most files a batch
+    decode_graphs: str = DEFAULT_GRAPH_MODE  # --decode-graphs for this configuration
     decoder_device: Optional[str] = None  # where the TDT decoder and joint run; None: where the model put them
-    encoder_runtime: str = "torch"  # --encoder-runtime for this configuration
+    encoder_runtime: str = DEFAULT_ENCODER_RUNTIME  # --encoder-runtime for this configuration
+    batch_seconds: Optional[float] = BATCH_SECONDS  # batched engine: most padded audio seconds a batch; None: no limit
 
     @property
     def label(self) -> str:
         extra = (f" graphs {self.decode_graphs}" if self.decode_graphs != "off" else "") + \
             (f" decoder {self.decoder_device}" if self.decoder_device else "") + \
             (f" encoder {self.encoder_runtime}" if self.encoder_runtime != "torch" else "")
-        return f"{self.device} {self.dtype} {self.engine} b{self.batch_size}{extra}"
+        return f"{self.device} {self.dtype} {self.engine} {self.batching}{extra}"
+
+    @property
+    def batching(self) -> str:
+        return batching_text(self.batch_size, self.batch_seconds if self.engine == "batched" else None)
+
+
+def batching_text(batch_size: int, batch_seconds: Optional[float]) -> str:
+    """'batch ≤16 files / ≤120 s' (batched engine), 'batch ≤1 file' (nemo engine)."""
+    files = f"batch ≤{batch_size} file{'s' if batch_size != 1 else ''}"
+    return files + (f" / ≤{batch_seconds:g} s" if batch_seconds is not None else "")
 
 
 @dataclass(frozen=True)
 class PerfSweep:
-    dtypes: tuple = ("fp32",)
-    engines: tuple = ("nemo",)
-    batch_sizes: tuple = (1,)
-    decode_graphs: tuple = ("off",)
+    """What accuracy_run_perf.py times; its defaults are what inference.py runs by default."""
+
+    dtypes: tuple = (DEFAULT_DTYPE,)
+    engines: tuple = (DEFAULT_ENGINE,)
+    batch_sizes: tuple = (BATCH_SIZE,)
+    decode_graphs: tuple = (DEFAULT_GRAPH_MODE,)
     decoder_devices: tuple = (None,)  # None: where the model was loaded with them; "same": on the device
-    encoder_runtimes: tuple = ("torch",)
+    encoder_runtimes: tuple = (DEFAULT_ENCODER_RUNTIME,)
+    batch_seconds: float = BATCH_SECONDS  # the batched engine's audio budget a batch (not swept)
 
     def configs(self, device: str) -> list:
         """Every combination on `device`; decoder placements other than the device run the batched
@@ -72,7 +90,8 @@ class PerfSweep:
                             for r in self.encoder_runtimes:
                                 if elsewhere and (e == "nemo" or g != "off") or not runtime_applies(r, device, d):
                                     continue
-                                configs.append(PerfConfig(device, d, e, b, g, decoder, r))
+                                seconds = self.batch_seconds if e == "batched" else None
+                                configs.append(PerfConfig(device, d, e, b, g, decoder, r, seconds))
         return configs
 
 
@@ -113,10 +132,11 @@ class PerfOptions:
 
 
 def pass_options(config: PerfConfig, options: PerfOptions) -> TranscribeOptions:
-    """How a configuration transcribes: longest first, `batch_size` inputs per batch (no seconds
-    budget), under the long-audio rule."""
+    """How a configuration transcribes: longest first, at most `batch_size` inputs and (batched
+    engine) `batch_seconds` of padded audio per batch, under the long-audio rule."""
+    budget = config.batch_seconds if config.engine == "batched" and config.batch_seconds is not None else float("inf")
     return TranscribeOptions(batch_size=config.batch_size, dtype=config.dtype, engine=config.engine,
-                             batch_seconds=float("inf"), long_audio_seconds=options.long_audio_seconds,
+                             batch_seconds=budget, long_audio_seconds=options.long_audio_seconds,
                              decode_graphs=config.decode_graphs, encoder_runtime=config.encoder_runtime)
 
 
@@ -135,7 +155,7 @@ def run_pass(loaded: LoadedModel, signals: list, batches: list[list[int]], optio
 
 def stage_counts(counts: dict) -> Optional[dict]:
     """Per stage, what a counting backend counted (ops, host syncs, copies); 'other' is the rest
-    of the run. None when no backend counts (real devices: see common/counters.py)."""
+    of the run. None when no backend counts (real devices: see common/device/counters.py)."""
     if "total" not in counts:
         return None
     total = counts.pop("total")
@@ -199,7 +219,7 @@ def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], confi
     transcribe = pass_options(config, options)
     batches = batches_for(durations, transcribe)
     audio_seconds = sum(durations)
-    result: dict = {"config": asdict(config), "audio_seconds": round(audio_seconds, 4)}
+    result: dict = {"config": asdict(config), "batching": config.batching, "audio_seconds": round(audio_seconds, 4)}
     warmups = []
     for _ in range(options.warmup):
         warmups.append(run_pass(loaded, signals, batches, transcribe)[0])
@@ -231,7 +251,7 @@ def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], confi
         "stages": per_run_stages,
         "stage_run_seconds": stage_run_seconds,  # each stage run's own total, probes included
         "stage_median": _median_stages(per_run_stages),
-        # per stage, in the last stage run, where a counting backend is registered (common/counters.py)
+        # per stage, in the last stage run, where a counting backend is registered (common/device/counters.py)
         "host_syncs": {stage: c["host_syncs"] for stage, c in counted.items()} if counted else None,
         "counts": counted,
         "decoding_counts": decoding_counts(counted, len(batches), audio_seconds),
@@ -239,6 +259,7 @@ def _benchmark(loaded: LoadedModel, signals: list, durations: list[float], confi
         "texts": texts,
     })
     if options.check_engines and loaded.decoder_device is None:
+        # the same batches (planned above) through the other engine
         other = replace(config, engine="batched" if config.engine == "nemo" else "nemo")
         other_texts = [t.text for t in run_pass(loaded, signals, batches, pass_options(other, options))[1]]
         result["engine_check"] = {"engines": [config.engine, other.engine], "identical": other_texts == texts,
@@ -266,13 +287,14 @@ def cold_start(import_seconds: float, loaded: LoadedModel) -> dict:
 
 
 def measure_cold_start(pool: ModelPool, source: ModelSource, device: str, inputs: PerfInputs, dtype: str,
-                       import_seconds: float, long_audio_seconds: float = LONG_AUDIO_SECONDS) -> dict:
-    """Load the model and time its first transcription (the longest input), before anything else
-    has run on it: what a user waits for the first time."""
+                       import_seconds: float, long_audio_seconds: float = LONG_AUDIO_SECONDS,
+                       engine: str = DEFAULT_ENGINE) -> dict:
+    """Load the model and time its first transcription (the longest input, with `engine`), before
+    anything else has run on it: what a user waits for the first time."""
     prepare_device(device, exact_fp32=dtype == "fp32")
     loaded = pool.get(source, device)
     longest = max(range(len(inputs.signals)), key=lambda i: inputs.durations[i])
-    options = TranscribeOptions(batch_size=1, dtype=dtype, engine="nemo", long_audio_seconds=long_audio_seconds)
+    options = TranscribeOptions(batch_size=1, dtype=dtype, engine=engine, long_audio_seconds=long_audio_seconds)
     sink: dict = {}
     with timed(device, sink, "first_call"):
         transcribe_signals(loaded, [inputs.signals[longest]], options)
@@ -288,16 +310,17 @@ def device_ratios(results: list[dict]) -> list[dict]:
     by_setting: dict = {}
     for result in results:
         cfg = result["config"]
-        by_setting.setdefault((cfg["dtype"], cfg["engine"], cfg["batch_size"], cfg.get("decode_graphs", "off"),
-                               cfg.get("decoder_device"), cfg.get("encoder_runtime", "torch")), []).append(result)
+        by_setting.setdefault((cfg["dtype"], cfg["engine"], cfg["batch_size"], cfg.get("batch_seconds"),
+                               cfg.get("decode_graphs", "off"), cfg.get("decoder_device"),
+                               cfg.get("encoder_runtime", "torch")), []).append(result)
     ratios = []
-    for (dtype, engine, batch_size, *_), group in by_setting.items():
+    for (dtype, engine, batch_size, batch_seconds, *_), group in by_setting.items():
         if len(group) < 2:
             continue
         base = group[0]
         for other in group[1:]:
             ratios.append({
-                "dtype": dtype, "engine": engine, "batch_size": batch_size,
+                "dtype": dtype, "engine": engine, "batch_size": batch_size, "batch_seconds": batch_seconds,
                 "base": base["config"]["device"], "other": other["config"]["device"],
                 "latency_ratio": round(other["stats"]["median"] / base["stats"]["median"], 3),
                 "rtfx": {base["config"]["device"]: base["rtfx"], other["config"]["device"]: other["rtfx"]},

@@ -1,7 +1,10 @@
-"""Model loading: a .nemo file, an extracted .nemo folder, a pretrained name, `demo` or `random:<size>`.
+"""Model loading: a .nemo file, an extracted .nemo folder (or a folder holding one .nemo), a
+hub name (`org/name` through $HF_ENDPOINT, `modelscope:org/name`: common/model/hub.py), a name
+in NeMo's own catalogue, `demo` or `random:<size>`.
 
 Models are restored on the CPU, put in eval mode, then moved to the device; the decoding
-strategy is set explicitly (NeMo keeps whatever the last call left behind otherwise).
+strategy is set explicitly (NeMo keeps whatever the last call left behind otherwise). A hub
+name is downloaded (or found in the cache) before NeMo is imported, then loaded as its .nemo.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple, Optional
 
 from ..errors import SetupError
-from . import random_models
+from . import hub, random_models
 from .demo_model import DEMO_NAME, DEMO_NOTE, DEMO_PATH
-from .nemo_archive import ModelError, check_extracted_dir, check_nemo_archive
+from .nemo_archive import CONFIG_NAME, ModelError, check_extracted_dir, check_nemo_archive
 
 PRETRAINED_NAME = "nvidia/parakeet-tdt-0.6b-v2"
 DEFAULT_MODEL_FILE = "parakeet-tdt-0.6b-v2.nemo"
@@ -28,7 +32,7 @@ MODEL_ENV_VAR = "PARAKEET_MODEL"
 class ModelSource:
     spec: str  # what the user gave
     kind: str  # "nemo_file" | "extracted_dir" | "pretrained" | "random"
-    path: Optional[str] = None
+    path: Optional[str] = None  # for "pretrained", the downloaded .nemo once fetched (see `fetched`)
     note: Optional[str] = None  # shown wherever results are shown
 
 
@@ -55,7 +59,8 @@ def default_model_spec() -> str:
 
 
 def _looks_like_path(spec: str) -> bool:
-    """Pretrained names look like 'nvidia/parakeet-tdt-0.6b-v2' or 'stt_en_fastconformer_...'."""
+    """Pretrained names look like 'nvidia/parakeet-tdt-0.6b-v2', 'modelscope:org/name' or
+    'stt_en_fastconformer_...' (NeMo's catalogue)."""
     return spec.startswith((".", "/", "~")) or spec.endswith(".nemo") or spec.count("/") > 1
 
 
@@ -71,16 +76,71 @@ def resolve_model_source(spec: str) -> ModelSource:
         if spec not in random_models.random_model_names():
             raise ModelError(f"--model {spec}: unknown; choose one of {', '.join(random_models.random_model_names())}")
         return ModelSource(spec, "random", note=random_models.RANDOM_WEIGHTS_NOTE)
+    if spec.startswith(hub.MODELSCOPE_PREFIX):
+        hub.repo_of(spec)  # raises unless ORG/NAME follows the prefix
+        return ModelSource(spec, "pretrained")
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
-        check_extracted_dir(path)
-        return ModelSource(spec, "extracted_dir", path)
+        return _folder_source(spec, path)
     if os.path.isfile(path):
         check_nemo_archive(path)
         return ModelSource(spec, "nemo_file", path)
     if _looks_like_path(spec):
         raise ModelError(f"--model {spec}: no such file or folder")
     return ModelSource(spec, "pretrained")
+
+
+def _folder_source(spec: str, path: str) -> ModelSource:
+    """An extracted .nemo, or a folder holding one .nemo (a hub repository copied by hand)."""
+    nemos = sorted(str(p) for p in Path(path).glob(f"*{hub.NEMO_SUFFIX}") if p.is_file())
+    if len(nemos) == 1 and not os.path.isfile(os.path.join(path, CONFIG_NAME)):
+        check_nemo_archive(nemos[0])
+        return ModelSource(spec, "nemo_file", nemos[0])
+    if len(nemos) > 1:
+        raise ModelError(f"--model {spec}: the folder holds several .nemo files "
+                         f"({', '.join(os.path.basename(n) for n in nemos)}): pass one of them")
+    check_extracted_dir(path)
+    return ModelSource(spec, "extracted_dir", path)
+
+
+def fetched(source: ModelSource, progress: Optional[bool] = None) -> ModelSource:
+    """`source` with its .nemo on this machine: a hub name is downloaded into its hub's cache (or
+    found there) and checked like a local .nemo; anything else is returned as it is."""
+    if source.kind != "pretrained" or source.path or hub.hub_of(source.spec) is None:
+        return source
+    local = hub.fetch_nemo(source.spec, progress)
+    check_nemo_archive(local.path)
+    return replace(source, path=local.path, note=", ".join(filter(None, [source.note, f"from {local.origin}"])))
+
+
+class SourceCheck(NamedTuple):
+    """The dry-run's look at --model (check_model_source)."""
+
+    ok: bool
+    message: str  # which source will be used: local file, cache, hub at which endpoint, ModelScope
+    size: Optional[int] = None  # bytes of the model file, where known
+
+
+def check_model_source(spec: str) -> SourceCheck:
+    """Where --model `spec` will come from, whether that works now, the file's size and, for a
+    download, whether the cache's disk has room: cheap (a model-info request and a HEAD for a
+    hub name), nothing downloaded or loaded."""
+    try:
+        source = resolve_model_source(spec)
+        if source.kind == "random":
+            cached = random_models.random_model_path(spec)
+            return SourceCheck(True, f"{spec}: built locally ({'cached' if cached.is_file() else 'on first use'})",
+                               cached.stat().st_size if cached.is_file() else None)
+        if source.kind == "pretrained" and hub.hub_of(spec) is None:
+            return SourceCheck(True, f"{spec}: NeMo's own catalogue (NGC), fetched by NeMo's from_pretrained")
+        if source.kind == "pretrained":
+            return SourceCheck(*hub.describe_hub_source(spec))
+    except SetupError as error:
+        return SourceCheck(False, str(error).replace(f"--model {spec}: ", ""))
+    size = (sum(f.stat().st_size for f in Path(source.path).rglob("*") if f.is_file())
+            if source.kind == "extracted_dir" else os.path.getsize(source.path))
+    what = "extracted .nemo folder" if source.kind == "extracted_dir" else "local file"
+    return SourceCheck(True, f"{what} {source.path} ({hub.gib(size)})", size)
 
 
 def import_nemo_asr(quiet: bool = True):
@@ -104,12 +164,14 @@ def restore_on_cpu(source: ModelSource, quiet: bool = True, loader: str = "fast"
     """The NeMo model for `source`, on the CPU, in eval mode, and how it was loaded.
 
     loader "fast" uses the extraction cache and memory-mapped weights (common/fast_load.py) for
-    .nemo files, extracted folders and random:<size>; "nemo" is NeMo's own restore_from()."""
+    .nemo files (a hub name's downloaded one included), extracted folders and random:<size>;
+    "nemo" is NeMo's own restore_from()."""
+    source = fetched(source)
     nemo_asr = import_nemo_asr(quiet)
     ASRModel = nemo_asr.models.ASRModel
     path = str(random_models.cached_random_model(source.spec)) if source.kind == "random" else source.path
     try:
-        if source.kind == "pretrained":
+        if path is None:  # a name in NeMo's own catalogue
             return _from_pretrained(ASRModel, source.spec).eval(), "nemo from_pretrained"
         if loader == "fast":
             try:
@@ -146,13 +208,14 @@ def _nemo_restore(ASRModel, source: ModelSource, path: str) -> tuple[object, str
 
 
 def _from_pretrained(ASRModel, name: str):
+    """A name in NeMo's own catalogue (NGC), fetched by NeMo; hub names never come here."""
     try:
         return ASRModel.from_pretrained(name, map_location="cpu")
     except Exception as error:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise ModelError(f"--model {name}: cannot fetch the pretrained model from the Hugging Face hub "
-                         f"({reason}); without network access download {DEFAULT_MODEL_FILE} elsewhere "
-                         "and pass --model PATH") from error
+        raise ModelError(f"--model {name}: cannot fetch the model from NeMo's catalogue ({reason}); use a hub "
+                         "name ORG/NAME (through HF_ENDPOINT) or modelscope:ORG/NAME, or download the .nemo "
+                         "elsewhere and pass --model PATH") from error
 
 
 def configure_decoding(model, device: str, timestamps: bool) -> None:
@@ -191,10 +254,11 @@ def independent_of_other_ranks(model) -> None:
 
 def load_model(spec: str, device: str, timestamps: bool = False, quiet: bool = True,
                source: Optional[ModelSource] = None, loader: str = "fast",
-               decoder_device: Optional[str] = None) -> LoadedModel:
-    """Restore `spec` on the CPU, move it to `device` (the decoder and joint to `decoder_device`
-    when given), set up decoding."""
-    source = source or resolve_model_source(spec)
+               decoder_device: Optional[str] = None, progress: Optional[bool] = None) -> LoadedModel:
+    """Fetch a hub name's .nemo (download progress when `progress`; None: when stderr is a
+    terminal), restore it on the CPU, move it to `device` (the decoder and joint to
+    `decoder_device` when given), set up decoding."""
+    source = fetched(source or resolve_model_source(spec), progress)  # before NeMo: a failed fetch fails fast
     import_nemo_asr(quiet)  # imported before the clock starts: load time is the model's alone
     start = time.perf_counter()
     model, how = restore_on_cpu(source, quiet, loader)
