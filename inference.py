@@ -5,6 +5,7 @@ Ascend NPU, a CUDA GPU or the CPU.
 Examples:
   python inference.py --audio sample.wav
   python inference.py --model demo --audio examples/demo.wav --timestamps word
+  cat examples/demo.wav | python inference.py --model demo -
   python inference.py --model random:tiny --audio examples/ --timestamps word --json
   python inference.py --audio talk.wav --output-format srt --output talk.srt
   python inference.py --audio test.parquet --output-format nemo-manifest --output test_pred.jsonl
@@ -19,6 +20,7 @@ import sys
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 from common import choices, cli, options  # noqa: E402  (light: no torch/NeMo import)
+
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
@@ -42,12 +44,16 @@ def build_parser():
     cli.add_long_audio_argument(parser)
     output = cli.group(parser, "output")
     output.add_argument("--timestamps", type=options.choice(choices.TIMESTAMPS), choices=choices.TIMESTAMPS,
-                        default="none", help="timestamps to report (seconds); srt/vtt turn on segments")
+                        default="none", help="timestamps to report (seconds), in every output format: text "
+                                             "gives an indented '  word [0.32-0.56] hello' line each; srt/vtt "
+                                             "turn on segments")
     output.add_argument("--output-format", type=options.choice(choices.OUTPUT_FORMATS),
                         choices=choices.OUTPUT_FORMATS, default="text",
                         help="output format (--json is short for --output-format json); jsonl streams one "
-                             "line per file as its batch finishes; nemo-manifest: each input's manifest line "
-                             "with pred_text added, as NeMo's transcribe_speech.py writes it")
+                             "line per file in input order, each once every earlier file is done; "
+                             "nemo-manifest: each input's manifest line with pred_text added, as NeMo's "
+                             "transcribe_speech.py writes it (the test set's id as `id`; an all-upper-case "
+                             "truth lower-cased as `text`, as NeMo's speech_to_text_eval.py compares it)")
     output.add_argument("--output-dir", metavar="DIR", type=options.non_empty, default=None,
                         help="write one output file per input into DIR (needed for srt/vtt of several inputs)")
     cli.add_output_arguments(parser)
@@ -55,46 +61,37 @@ def build_parser():
     return parser
 
 
-def check_options(args, output_format: str, n_inputs: int) -> None:
-    """What only the expanded inputs tell (a folder is one path but many files); every other
-    option was checked while parsing (common/options.py, cli.check_combinations)."""
-    cli.check_subtitle_inputs(output_format, n_inputs, args.output_dir)
-
-
 def transcribe_command(args) -> int:
-    from common.engine.precision import check_encoder_runtime
-    from common.engine.transcriber import TranscribeOptions
-    from common.inputs.sources import collect_inputs
-    from common.job.inference import InferenceJob, JobSettings, OutputPlan, run_inference, timestamp_kinds
-    from common.model.loading import default_model_spec, resolve_model_source
+    """One library call: the job layer's transcribe_request, as the API's transcribe() makes it."""
+    from common.job.inference import InferenceRequest, OutputPlan, transcribe_request
 
     output_format = "json" if args.json else args.output_format
-    items = collect_inputs(cli.input_paths(args), cli.input_options(args))
-    check_options(args, output_format, len(items))
-    source = resolve_model_source(args.model or default_model_spec())
-    quiet_stderr = output_format in ("json", "jsonl")
     ranks = cli.world()
-    device = cli.select_device(args.device, announce=not quiet_stderr, dtype=args.dtype, ranks=ranks,
-                               threads=args.threads)
-    check_encoder_runtime(args.encoder_runtime, device.device, args.dtype)  # --device auto, now resolved
-    decoder_device = cli.select_device(args.decoder_device, announce=False).device if args.decoder_device else None
-    batched = args.engine == "batched"
-    options = TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
-                                dtype=args.dtype, engine=args.engine,
-                                batch_seconds=args.batch_seconds if batched else None,
-                                long_audio_seconds=args.long_audio_seconds, decode_graphs=args.decode_graphs,
-                                encoder_runtime=args.encoder_runtime, debug=args.debug)
-    settings = JobSettings(options, args.loader, decoder_device, quiet=not args.debug,
-                           progress=cli.show_progress(quiet_stderr) and len(items) > 1)
-    job = InferenceJob(source, items, device, settings, say=cli.say)
-    plan = OutputPlan(output_format, args.output, args.output_dir, args.resume, cli.launch_line(args, ranks))
-    records = run_inference(job, plan, ranks)
+    request = InferenceRequest(tuple(cli.input_paths(args)), transcribe_options(args, output_format),
+                               OutputPlan(output_format, args.output, args.output_dir, args.resume,
+                                          cli.launch_line(args, ranks)),
+                               args.model, cli.input_options(args), args.loader, args.decoder_device)
+    announce = output_format not in ("json", "jsonl")  # stderr stays quiet beside machine-readable output
+    records = transcribe_request(request, lambda: cli.select_device(args.device, announce=announce, dtype=args.dtype,
+                                                                    ranks=ranks, threads=args.threads),
+                                 say=cli.say, world=ranks, quiet=not args.debug)
     if records is None:  # a rank other than 0: its share is in its stream, rank 0 publishes
         return 0
     failed = sum(not r.ok for r in records)
     if failed and len(records) > 1:
         cli.say(f"{failed} of {len(records)} input(s) failed")
     return 1 if failed else 0
+
+
+def transcribe_options(args, output_format: str):
+    from common.engine.transcriber import TranscribeOptions
+    from common.job.inference import timestamp_kinds
+
+    return TranscribeOptions(batch_size=args.batch_size, timestamp_kinds=timestamp_kinds(args.timestamps, output_format),
+                             dtype=args.dtype, engine=args.engine,
+                             batch_seconds=args.batch_seconds if args.engine == "batched" else None,
+                             long_audio_seconds=args.long_audio_seconds, decode_graphs=args.decode_graphs,
+                             encoder_runtime=args.encoder_runtime, debug=args.debug)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,10 @@ DEFAULT_LOADER = "fast"
 # How --audio paths are read (common/inputs/layouts.py); auto = detected from each path.
 LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
 
+# accuracy_run.py --reference: a device, or this: no reference, the device against the truth only.
+NO_REFERENCE = "none"
+
 # What inference.py reports and writes.
 TIMESTAMPS = ("none", "word", "segment", "char", "all")
 OUTPUT_FORMATS = ("text", "json", "jsonl", "srt", "vtt", "nemo-manifest")
+SUBTITLE_FORMATS = ("srt", "vtt")  # one file per input

@@ -108,13 +108,15 @@ def engine_name(text: str) -> str:
     return options.choice(ENGINES)(text)
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, seed_also: str = "") -> None:
+    """The input options every script shares; `seed_also` names what else the script draws with
+    --seed (accuracy_run.py: the bootstrap's resampling)."""
     section = group(parser, "input")
     section.add_argument("paths", nargs="*", metavar="AUDIO", help="same as --audio")
     section.add_argument("--audio", nargs="+", default=[], metavar="AUDIO",
                          help="audio files (wav/flac/mp3/ogg/m4a, any rate and channels), folders of them, "
                               "NeMo JSONL manifests, LibriSpeech folders, Kaldi/WeNet data folders (wav.scp + text), "
-                              "Hugging Face datasets (save_to_disk folders, parquet files)")
+                              "Hugging Face datasets (save_to_disk folders, parquet files), or - for audio bytes on stdin")
     section.add_argument("--input-layout", type=options.choice(LAYOUTS), choices=LAYOUTS, default="auto",
                          help="how to read the paths; auto = detected from each path")
     section.add_argument("--text-column", type=options.non_empty, default=None,
@@ -124,7 +126,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     section.add_argument("--limit", type=options.count_or_fraction, default=None, metavar="N|FRACTION",
                          help="a quick look: the first N inputs, or a share of them (e.g. 0.1) drawn with --seed")
     section.add_argument("--seed", type=options.integer(0), default=0,
-                         help="seed of a fractional --limit's draw (and of the bootstrap's resampling)")
+                         help="seed of a fractional --limit's draw" + (f" (and of {seed_also})" if seed_also else ""))
 
 
 def input_options(args: argparse.Namespace):
@@ -216,11 +218,12 @@ def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
         check_output_file(args.html, [p for p in paths if os.path.exists(p)], "--html")
 
 
-def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+def add_resume_argument(parser: argparse.ArgumentParser, where: str = "beside --output (or in --output-dir)") -> None:
+    """--resume; `where`: where the script keeps its results stream, in the options it accepts."""
     section = group(parser, "run control")
     section.add_argument("--resume", action="store_true",
                          help="continue an interrupted run: keep the records already in the results stream "
-                              "beside --output (or in --output-dir) and run only the rest")
+                              f"{where} and run only the rest")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:
@@ -313,10 +316,11 @@ def check_output_targets(args) -> None:
 
 
 def check_subtitle_inputs(output_format: str, n_inputs: int, output_dir) -> None:
-    """One subtitle file per input: several inputs need a folder. Checked on the paths given here,
-    and again once folders and manifests are expanded."""
-    if output_format in ("srt", "vtt") and n_inputs > 1 and not output_dir:
-        raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")
+    """One subtitle file per input: several inputs need a folder (the job checks again once
+    folders and manifests are expanded)."""
+    from .outputs.paths import check_subtitle_inputs as check
+
+    check(output_format, n_inputs, output_dir)
 
 
 def check_single_input_options(args) -> None:

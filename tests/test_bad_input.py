@@ -90,6 +90,21 @@ def test_a_batch_where_every_input_is_bad_does_not_load_the_model(capsys, bad_in
     assert "no such file" in capsys.readouterr().err
 
 
+def test_inputs_are_checked_before_a_device_is_chosen_or_the_model_loaded(bad_inputs):
+    """Every input that fails the cheap checks (missing, empty, not audio, no samples) is reported
+    before anything heavy: with none left to run, no device is chosen (no device line) and the
+    model is never loaded; the exit status says they failed."""
+    names = ("missing", "empty", "not_audio", "zero")
+    proc = run_script("--model", "demo", *[bad_inputs[name][0] for name in names])
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[-1] == "4 of 4 input(s) failed" and len(lines) == 5, proc.stderr
+    for line, name in zip(lines, names):
+        path, words = bad_inputs[name]
+        assert line.startswith(f"error: {path}: ") and words in line, proc.stderr
+    assert "device:" not in proc.stderr and "model:" not in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def unusable(tmp_path_factory, clips) -> dict:
     """Inputs that used to stop a whole batch or be refused, next to good ones: a folder named

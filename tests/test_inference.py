@@ -231,3 +231,107 @@ def test_script_help_shows_defaults():
     proc = run_script("--help")
     assert proc.returncode == 0
     assert "(default: 16)" in proc.stdout and "(default: auto)" in proc.stdout
+
+
+def test_text_output_shows_the_timestamps_asked_for(capsys, tiny_nemo, clips):
+    """--timestamps with text output: under each file's line, one indented line per word
+    (segment, char) with its times, the same as the JSON's."""
+    code, doc, _ = run_json(capsys, "--model", tiny_nemo, "--timestamps", "all", *clips[:2])
+    assert code == 0
+    assert inference.main(["--model", str(tiny_nemo), "--timestamps", "all", *clips[:2]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = []
+    for record in doc["results"]:
+        expected.append(f"{record['path']}: {record['text']}")
+        for kind, stamps in record["timestamps"].items():
+            expected += [f"  {kind:<7} [{s['start']:.2f}-{s['end']:.2f}] {s[kind]}" for s in stamps]
+    assert lines == expected and any(line.startswith("  word    [") for line in lines)
+    assert inference.main(["--model", str(tiny_nemo), "--timestamps", "word", clips[0]]) == 0
+    one = capsys.readouterr().out.splitlines()
+    words = doc["results"][0]["timestamps"]["word"]
+    assert one == [doc["results"][0]["text"]] + [f"  word [{w['start']:.2f}-{w['end']:.2f}] {w['word']}" for w in words]
+
+
+def run_on_a_terminal(*argv) -> tuple[int, str, str]:
+    """The script with stderr on a pseudo-terminal (a person watching) and stdout on a pipe."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing in 0 columns
+    proc = subprocess.Popen([sys.executable, str(REPO / "inference.py"), *map(str, argv)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the script closed the terminal: it has ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out = proc.stdout.read()
+    os.close(leader)
+    return proc.wait(timeout=600), out, seen.decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_unless_stdout_carries_machine_readable_results(tiny_nemo, clips, tmp_path):
+    output = tmp_path / "out.json"
+    code, out, err = run_on_a_terminal("--model", tiny_nemo, "--device", "cpu", "--batch-size", "1", "--json",
+                                       "--output", output, *clips)
+    assert code == 0 and out == "" and json.loads(output.read_text())["summary"]["ok"] == len(clips)
+    assert "%|" in err and "file" in err, err  # tqdm: stdout is free, a person watches stderr
+    code, out, err = run_on_a_terminal("--model", tiny_nemo, "--device", "cpu", "--batch-size", "1",
+                                       "--output-format", "jsonl", *clips)
+    assert code == 0 and len(out.splitlines()) == len(clips)
+    assert "%|" not in err, err  # the results are on stdout: a bar there would be mixed with them
+
+
+def test_jsonl_on_stdout_arrives_in_input_order(tiny_nemo, clips):
+    """The batched engine runs the longest first; each line still waits for every earlier input's."""
+    shortest_last = sorted(clips, key=lambda c: -soundfile.info(c).duration)[::-1]
+    proc = run_script("--model", tiny_nemo, "--device", "cpu", "--batch-size", "1", "--output-format", "jsonl",
+                      *shortest_last, "missing.wav")
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(line["index"], line["path"]) for line in lines] == list(enumerate([*shortest_last, "missing.wav"]))
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac"])
+def test_audio_on_stdin(tmp_path, suffix):
+    """`-` (or --audio -) reads the audio bytes piped in, any format the decoder reads: the same
+    text as the file, named <stdin>."""
+    clip = REPO / "examples" / "demo.wav"
+    if suffix == "flac":
+        signal, rate = soundfile.read(clip, dtype="int16")
+        clip = tmp_path / "demo.flac"
+        soundfile.write(clip, signal, rate, subtype="PCM_16")
+    expected = run_script("--model", "demo", "--device", "cpu", clip)
+    piped = subprocess.run(f"cat {clip} | {sys.executable} inference.py --model demo --device cpu -",
+                           shell=True, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert piped.returncode == 0 and expected.returncode == 0, piped.stderr
+    assert piped.stdout == expected.stdout and piped.stdout.strip()
+    with open(clip, "rb") as audio:
+        proc = subprocess.run([sys.executable, "inference.py", "--model", "demo", "--device", "cpu", "--json",
+                               "--audio", "-"], stdin=audio, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)["results"][0]
+    assert record["path"] == "<stdin>" and record["text"] + "\n" == expected.stdout
+
+
+def test_empty_stdin_is_an_input_error_before_the_model_loads():
+    proc = subprocess.run([sys.executable, "inference.py", "--model", "demo", "-"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 1 and proc.stderr == "error: <stdin>: empty audio (0 bytes)\n"
+
+
+def test_seed_help_speaks_of_what_each_script_draws():
+    seed = re.compile(r"--seed SEED\s+(.*?)\(default", re.S)
+    help_text = " ".join(seed.search(run_script("--help").stdout).group(1).split())
+    assert help_text == "seed of a fractional --limit's draw"
+    accuracy = subprocess.run([sys.executable, "accuracy_run.py", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert "bootstrap" in " ".join(seed.search(accuracy.stdout).group(1).split())

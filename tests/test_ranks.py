@@ -238,6 +238,23 @@ def test_two_ranks_run_on_two_emulated_cards(tmp_path):
     assert [(r["device"], r["backend"]) for r in document["device"]["ranks"]] == [("npu:0", "gloo"), ("npu:1", "gloo")]
 
 
+def test_a_ranked_resume_with_other_settings_is_refused_and_the_streams_kept(tmp_path):
+    """The streams' settings check (outputs/stream.read_family, its one home) on the torchrun path:
+    the rank streams of a run with word timestamps are not resumed without them."""
+    output = tmp_path / "out.json"
+    proc = torchrun("inference.py", "--model", "demo", "--device", "cpu", "--timestamps", "word", "--json",
+                    "--output", output, *DEMO_CLIPS[:4], tmp_path / "missing.wav")
+    assert proc.returncode != 0 and "missing.wav: no such file" in proc.stderr, proc.stderr[-2000:]
+    streams = stream_family(Path(f"{output}.partial.jsonl"))
+    assert len(streams) == 2 and sum(_records(s) for s in streams) == 4  # a failed input: the streams stay
+    kept = [s.read_bytes() for s in streams] + [output.read_bytes()]
+    proc = torchrun("inference.py", "--model", "demo", "--device", "cpu", "--json", "--output", output, "--resume",
+                    *DEMO_CLIPS[:4], tmp_path / "missing.wav")
+    assert proc.returncode != 0 and "exitcode  : 2" in proc.stderr, proc.stderr[-2000:]  # each rank: a setup error
+    assert "was written with other settings: timestamps was ['word'], now []" in proc.stderr, proc.stderr[-2000:]
+    assert [s.read_bytes() for s in streams] + [output.read_bytes()] == kept
+
+
 def test_a_fixed_card_under_torchrun_is_refused_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "inference.py"), "--model", "demo", "--device", "npu:1",
                            "--output", tmp_path / "x.json", DEMO_CLIPS[0]], cwd=REPO, capture_output=True, text=True,

@@ -228,3 +228,40 @@ def test_nemo_result_manifest_both_ways(sets, tmp_path):
     assert document["normalizer"].startswith("whisper_normalizer.english.EnglishTextNormalizer")
     assert "95% bootstrap intervals" in proc.stdout
     assert "PASS" in page.read_text() and "<svg" not in page.read_text()  # plots are embedded images
+
+
+def test_each_layout_keeps_the_test_sets_ids(sets, tmp_path):
+    """Kaldi and LibriSpeech utterance ids, a dataset's id column, a manifest's `id`: carried on
+    each input, so that results can be joined back to the test set."""
+    import pyarrow.parquet as pq
+
+    assert [i.id for i in collect_inputs([str(sets["librispeech"])])] == [f"84-121123-{n:04d}" for n in range(N)]
+    assert [i.id for i in collect_inputs([str(sets["kaldi"])])] == [f"utt{n}" for n in range(N)]
+    table = pq.read_table(sets["parquet"])
+    for column, values in (("utt_id", [f"row-{n}" for n in range(N)]), ("id", list(range(7, 7 + N)))):
+        pq.write_table(table.append_column(column, [values]), tmp_path / f"{column}.parquet")
+        assert [i.id for i in collect_inputs([str(tmp_path / f"{column}.parquet")])] == values
+    assert [i.id for i in collect_inputs([str(sets["parquet"])])] == [None] * N  # no id column: none made up
+    manifest = _manifest(tmp_path / "ids.jsonl", [dict(line, id=f"m{n}") for n, line in enumerate(_lines())])
+    assert [i.id for i in collect_inputs([str(manifest)])] == [f"m{n}" for n in range(N)]
+
+
+def test_ids_and_truth_reach_json_and_nemo_manifests_as_nemos_eval_reads_them(sets, tmp_path):
+    """Records (JSON) and NeMo result manifests carry each input's `id`; LibriSpeech's upper-case
+    truth is written lower-cased as `text`, so NeMo's speech_to_text_eval (which does not fold
+    case) scores the model's words, not its case."""
+    from nemo.collections.asr.parts.utils.eval_utils import cal_write_wer
+
+    predictions, document = tmp_path / "pred.jsonl", tmp_path / "out.json"
+    proc = run("inference.py", "--model", "demo", "--device", "cpu", "--output-format", "nemo-manifest",
+               "--output", predictions, sets["librispeech"], sets["kaldi"])
+    assert proc.returncode == 0, proc.stderr
+    written = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [w["id"] for w in written] == [f"84-121123-{n:04d}" for n in range(N)] + [f"utt{n}" for n in range(N)]
+    truths = [line["text"] for line in _lines()]
+    assert [w["text"] for w in written] == [t.lower() for t in truths] + truths  # Kaldi's cased truth kept
+    _, totals, _ = cal_write_wer(pred_manifest=str(predictions), output_filename=str(tmp_path / "eval.jsonl"))
+    assert totals["wer"] < 0.5, totals  # upper-case truth against the model's lower case reads 1.0
+    proc = run("inference.py", "--model", "demo", "--device", "cpu", "--json", "--output", document, sets["kaldi"])
+    assert proc.returncode == 0, proc.stderr
+    assert [r["id"] for r in json.loads(document.read_text())["results"]] == [f"utt{n}" for n in range(N)]

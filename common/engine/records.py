@@ -4,7 +4,7 @@ Their JSON form is made here and nowhere else (`to_dict` / `from_dict`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 TIMESTAMP_KINDS = ("word", "segment", "char")
 
@@ -38,6 +38,7 @@ class FileRecord:
     warning: Optional[str] = None  # transcribed, but something about the input is off
     attention: Optional[str] = None  # set when long audio switched the encoder to local attention
     device: Optional[str] = None  # the card it ran on, where ranks differ (torchrun)
+    id: Optional[Union[str, int]] = None  # the test set's own id of the input (AudioInput.id), to join results back
 
     @property
     def ok(self) -> bool:
@@ -48,7 +49,7 @@ class FileRecord:
         return (self.timestamps or {}).get("word", [])
 
     def to_dict(self) -> dict:
-        data = {"path": self.path, "duration": self.duration, "text": self.text, "error": self.error,
+        data = {"path": self.path, "id": self.id, "duration": self.duration, "text": self.text, "error": self.error,
                 "truth": self.truth, "warning": self.warning, "attention": self.attention, "device": self.device}
         if self.timestamps is not None:
             data["timestamps"] = {kind: [t.to_dict(kind) for t in entries]
@@ -62,7 +63,8 @@ class FileRecord:
             data["path"], data.get("duration"), data.get("text"),
             {kind: [Timestamp.from_dict(e, kind) for e in entries] for kind, entries in stamps.items()}
             if stamps is not None else None,
-            data.get("error"), data.get("truth"), data.get("warning"), data.get("attention"), data.get("device"))
+            data.get("error"), data.get("truth"), data.get("warning"), data.get("attention"), data.get("device"),
+            data.get("id"))
 
 
 @dataclass

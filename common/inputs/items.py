@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from .audio import load_audio, load_audio_bytes
 
@@ -30,6 +30,12 @@ class AudioInput:
     warning: Optional[str] = None  # usable, but its result should say so (a WAV header overstating the length)
     embedded: Optional[EmbeddedAudio] = None  # audio bytes inside a dataset rather than a file at `path`
     entry: Optional[dict] = None  # the manifest line it came from (NeMo result manifests keep its fields)
+    id: Optional[Union[str, int]] = None  # the test set's id: Kaldi/LibriSpeech utterance, a dataset's or manifest's id
+
+
+def input_id(value) -> Optional[Union[str, int]]:
+    """A test set's id as it is kept (a string or an integer); anything else is no id."""
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else None
 
 
 def read_signal(item: AudioInput):

@@ -15,12 +15,13 @@ from functools import lru_cache
 from typing import Optional
 
 from .audio import os_error_reason
-from .items import AUDIO_EXTENSIONS, AudioInput, EmbeddedAudio, InputOptions, resolve_relative
+from .items import AUDIO_EXTENSIONS, AudioInput, EmbeddedAudio, InputOptions, input_id, resolve_relative
 
 AUDIO_SUFFIXES = (".flac", ".wav")  # LibriSpeech's (flac) and its converted copies (wav)
 DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")  # what save_to_disk writes
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "raw_text", "label")
 AUDIO_COLUMNS = ("audio", "audio_filepath", "file", "path", "wav", "audio_path")
+ID_COLUMNS = ("id", "utt_id", "utterance_id", "segment_id", "audio_id", "key", "sample_id")  # the first present is kept
 
 
 def detect_layout(path: str) -> str:
@@ -88,7 +89,12 @@ def read_librispeech(folder: str) -> list[AudioInput]:
                 seen.append(full)
     if not items and not seen:
         return [AudioInput(folder, error=f"{folder}: no LibriSpeech transcripts (*.trans.txt) under it")]
-    return items + [AudioInput(path) for path in seen if os.path.normpath(path) not in listed]
+    return items + [AudioInput(path, id=_stem(path)) for path in seen if os.path.normpath(path) not in listed]
+
+
+def _stem(path: str) -> str:
+    """LibriSpeech names each file by its utterance id: 1089-134686-0000.flac."""
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _transcript_file(transcripts: str, listed: set) -> list[AudioInput]:
@@ -102,10 +108,10 @@ def _transcript_file(transcripts: str, listed: set) -> list[AudioInput]:
                       if os.path.isfile(os.path.join(folder, utterance + s))), None)
         if audio is None:
             items.append(AudioInput(where, error=f"{where}: audio file not found: "
-                                                 f"{os.path.join(folder, utterance)}.flac"))
+                                                 f"{os.path.join(folder, utterance)}.flac", id=utterance))
             continue
         listed.add(os.path.normpath(audio))
-        items.append(AudioInput(os.path.normpath(audio), text=text.strip()))
+        items.append(AudioInput(os.path.normpath(audio), text=text.strip(), id=utterance))
     return items
 
 
@@ -157,8 +163,8 @@ def read_kaldi(path: str) -> list[AudioInput]:
                                                  "give the audio file's path"))
         else:
             audio, error = _relative(os.path.expanduser(location), recipe)
-            items.append(AudioInput(where, error=f"{where}: {error}") if error else
-                         AudioInput(audio, text=truths.get(utterance)))
+            items.append(AudioInput(where, error=f"{where}: {error}", id=utterance) if error else
+                         AudioInput(audio, text=truths.get(utterance), id=utterance))
     return items or [AudioInput(scp, error=f"{scp}: no entries")]
 
 
@@ -210,20 +216,23 @@ def _dataset_items(dataset, container: str, base: str, options: InputOptions) ->
     if isinstance(text_column, AudioInput):
         return [text_column]
     texts = dataset.data.column(text_column).to_pylist()
+    id_column = next((name for name in ID_COLUMNS if name in columns), None)
+    ids = dataset.data.column(id_column).to_pylist() if id_column else [None] * len(texts)
     items = []
     for row, (has_bytes, location) in enumerate(_audio_cells(dataset.data.column(audio_column))):
-        where = f"{container}#{row}"
+        where, key = f"{container}#{row}", input_id(ids[row])
         text = str(texts[row]) if texts[row] is not None else None
         if has_bytes:
             fetch = _row_fetcher(dataset, audio_column, row)
-            items.append(AudioInput(where, text=text, embedded=EmbeddedAudio(container, fetch, location)))
+            items.append(AudioInput(where, text=text, embedded=EmbeddedAudio(container, fetch, location), id=key))
             continue
         if not isinstance(location, str) or not location:
             items.append(AudioInput(where, error=f"{where}: column '{audio_column}' holds neither audio bytes "
-                                                 "nor a path"))
+                                                 "nor a path", id=key))
             continue
         resolved, error = _relative(os.path.expanduser(location), base)
-        items.append(AudioInput(where, error=f"{where}: {error}") if error else AudioInput(resolved, text=text))
+        items.append(AudioInput(where, error=f"{where}: {error}", id=key) if error else
+                     AudioInput(resolved, text=text, id=key))
     return items
 
 

@@ -14,9 +14,40 @@ from typing import Optional
 
 from . import layouts
 from .audio import os_error_reason, wav_length_warning
-from .items import AUDIO_EXTENSIONS, AudioInput, InputOptions, read_signal, resolve_relative  # noqa: F401 (re-exported)
+from .items import (AUDIO_EXTENSIONS, AudioInput, EmbeddedAudio, InputOptions, input_id, read_signal,  # noqa: F401 (re-exported)
+                    resolve_relative)
 
 MANIFEST_EXTENSIONS = (".json", ".jsonl")
+STDIN = "-"  # the path that means: audio bytes on standard input
+STDIN_NAME = "<stdin>"  # its name in records and messages
+
+
+def stdin_input() -> AudioInput:
+    """`-`: the audio bytes piped in (any format the decoder reads), read once, whole, now (before
+    any model loads), and named <stdin>. Given twice, both are the same bytes."""
+    import sys
+
+    data = _stdin_bytes(sys.stdin)
+    if isinstance(data, str):
+        return AudioInput(STDIN_NAME, error=f"{STDIN_NAME}: {data}")
+    return AudioInput(STDIN_NAME, embedded=EmbeddedAudio(STDIN_NAME, lambda: data))
+
+
+_read_stdin: dict = {}
+
+
+def _stdin_bytes(stream):
+    """The bytes on `stream`, or why there are none (a str)."""
+    if "data" not in _read_stdin:
+        if stream is None or not hasattr(stream, "buffer"):
+            return "no standard input to read"
+        if stream.isatty():
+            return "standard input is a terminal: pipe audio into it (cat talk.wav | python inference.py -)"
+        try:
+            _read_stdin["data"] = stream.buffer.read()
+        except OSError as error:
+            return os_error_reason(error)
+    return _read_stdin["data"] or "empty audio (0 bytes)"
 
 
 def collect_inputs(paths: list[str], options: InputOptions = InputOptions()) -> list[AudioInput]:
@@ -45,6 +76,8 @@ def subset(items: list, limit: Optional[float], seed: int) -> list:
 
 
 def _inputs_from(path: str, options: InputOptions = InputOptions()) -> list[AudioInput]:
+    if path == STDIN:
+        return [stdin_input()]
     layout = options.layout if options.layout != "auto" else layouts.detect_layout(path)
     if not os.path.exists(path):
         return [AudioInput(path, error=f"{path}: no such file or folder")]
@@ -137,7 +170,7 @@ def _manifest_entry(line: bytes, where: str, base: str) -> AudioInput:
         return AudioInput(where, error=f"{where}: {error}")
     text = entry.get("text")
     return AudioInput(path, text=text if isinstance(text, str) else None, duration=_seconds(entry.get("duration")),
-                      entry=entry)
+                      entry=entry, id=input_id(entry.get("id")))
 
 
 def _seconds(value) -> Optional[float]:

@@ -15,7 +15,7 @@ from typing import Callable, Generic, Optional, TypeVar
 
 from ..errors import SetupError
 from ..inputs.sources import AudioInput
-from ..outputs.stream import RESUME_HINT, RecordStream, rank_stream_path, read_family, remove_family
+from ..outputs.stream import RecordStream, rank_stream_path, read_family, remove_family
 from ..ranks.world import Coordinator, World, shard_by_duration
 from .pipeline import Pipeline
 
@@ -47,15 +47,14 @@ class RankedRun(Generic[Result]):
             # finished is in the streams, so this attempt runs only the rest
             self.say(f"restart {self.world.restart} of the group: resuming from the ranks' streams")
             resume = True
-        done = read_family(base, settings, resume, RESUME_HINT) if base else {}
+        done = read_family(base, settings, resume) if base else {}
         self.coordinator = Coordinator(self.world, self.device)
         self.coordinator.barrier()  # the start barrier: every rank has read; from here on ranks write
         self.started = time.time()
         if base is None:
             return None
         own = rank_stream_path(base, self.world.rank) if self.world.ranked else base
-        return RecordStream(own, settings, True, RESUME_HINT, done=done,
-                            label=self.label if self.world.ranked else "")
+        return RecordStream(own, settings, done, label=self.label if self.world.ranked else "")
 
     def my_share(self, pipeline: Pipeline, items: list[AudioInput], duration: Callable[[AudioInput], float]) -> list[int]:
         """This rank's inputs among those left: balanced by duration, longest first onto the
@@ -88,7 +87,7 @@ class RankedRun(Generic[Result]):
         results = list(pipeline.results)
         if not self.world.ranked or self.base is None:
             return results
-        stored = read_family(self.base, None, True, RESUME_HINT)
+        stored = read_family(self.base, None, True)
         missing = []
         for index, (item, key) in enumerate(zip(items, pipeline.keys)):
             if results[index] is None or (key in stored and _failed(results[index]) and stored[key].get("error") is None):

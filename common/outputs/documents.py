@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 from ..engine.records import FileRecord
 from ..files import write_text_atomic
@@ -26,6 +26,24 @@ def model_summary(source: ModelSource, loaded: Optional[LoadedModel]) -> dict:
 def record_entry(record: FileRecord, device: str, model_spec: str) -> dict:
     """A file's record as it appears in every output (JSON, JSONL, the results stream)."""
     return {**record.to_dict(), "device": record.device or device, "model": model_spec}
+
+
+def jsonl_line(index: int, entry: dict) -> str:
+    return json.dumps({"index": index, **entry}, ensure_ascii=False) + "\n"
+
+
+class InputOrder:
+    """JSONL on stdout in input order although batches finish in another (the batched engine
+    runs the longest first): each line waits until every earlier input's line is out."""
+
+    def __init__(self, write: Callable[[str], None]):
+        self.write, self.next, self.waiting = write, 0, {}
+
+    def add(self, index: int, line: str) -> None:
+        self.waiting[index] = line
+        while self.next in self.waiting:
+            self.write(self.waiting.pop(self.next))
+            self.next += 1
 
 
 def inference_document(records: list[FileRecord], model: dict, device: dict) -> dict:
@@ -51,8 +69,7 @@ def render(document: dict, records: list[FileRecord], output_format: str,
     if output_format == "json":
         return render_json(document)
     if output_format == "jsonl":
-        return "".join(json.dumps({"index": index, **entry}, ensure_ascii=False) + "\n"
-                       for index, entry in enumerate(document["results"]))
+        return "".join(jsonl_line(index, entry) for index, entry in enumerate(document["results"]))
     if output_format == "text":
         return render_text(records)
     renderer = SUBTITLE_RENDERERS[output_format]

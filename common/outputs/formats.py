@@ -10,12 +10,19 @@ from ..engine.records import FileRecord, Timestamp
 
 
 def render_text(results: list[FileRecord]) -> str:
-    """One file: its transcript. Several: 'path: transcript' lines. Failed files are left out
-    (their errors go to stderr)."""
+    """One file: its transcript. Several: 'path: transcript' lines. Under each, the timestamps
+    that were asked for, one indented line each: '  word    [0.32-0.56] hello'. Failed files are
+    left out (their errors go to stderr)."""
     ok = [r for r in results if r.ok]
     if len(results) == 1:
-        return (ok[0].text + "\n") if ok else ""
-    return "".join(f"{r.path}: {r.text}\n" for r in ok)
+        return "".join(r.text + "\n" + _timestamp_lines(r) for r in ok)
+    return "".join(f"{r.path}: {r.text}\n" + _timestamp_lines(r) for r in ok)
+
+
+def _timestamp_lines(record: FileRecord) -> str:
+    width = max((len(kind) for kind in record.timestamps or {}), default=0)
+    return "".join(f"  {kind:<{width}} [{t.start:.2f}-{t.end:.2f}] {t.text}\n"
+                   for kind, stamps in (record.timestamps or {}).items() for t in stamps)
 
 
 def render_json(document: dict) -> str:
@@ -26,20 +33,30 @@ def render_nemo_manifest(records: list[FileRecord], entries: list[Optional[dict]
     """A NeMo result manifest, as NeMo's transcribe_speech.py writes it (and its
     speech_to_text_eval.py reads it): each input's manifest line with `pred_text` added, and
     the timestamps under their kind ("word", "segment", "char") when they were asked for.
-    Inputs that were not manifest lines get `audio_filepath`, `duration` and the ground truth as
-    `text` where known. Failed inputs are left out (their errors go to stderr)."""
+    Inputs that were not manifest lines get `audio_filepath`, `duration`, the test set's `id`
+    where it has one, and the ground truth as `text` where known (see nemo_truth). Failed inputs
+    are left out (their errors go to stderr)."""
     lines = []
     for record, entry in zip(records, entries):
         if not record.ok:
             continue
         line = dict(entry) if entry else {"audio_filepath": record.path, "duration": record.duration}
+        if not entry and record.id is not None:
+            line["id"] = record.id
         if not entry and record.truth is not None:
-            line["text"] = record.truth
+            line["text"] = nemo_truth(record.truth)
         line["pred_text"] = record.text
         for kind, stamps in (record.timestamps or {}).items():
             line[kind] = [t.to_dict(kind) for t in stamps]
         lines.append(json.dumps(line, ensure_ascii=False) + "\n")
     return "".join(lines)
+
+
+def nemo_truth(truth: str) -> str:
+    """The truth as NeMo's speech_to_text_eval.py compares it: that script does not fold case by
+    default, so an all-upper-case truth (LibriSpeech, many Kaldi sets) against a model's cased
+    text would read WER 1.0. Such a truth is lower-cased; any other is kept as it is."""
+    return truth.lower() if truth.isupper() else truth
 
 
 # The usual subtitle limits (broadcast and streaming guidelines): a cue is read in at most ~7 s,

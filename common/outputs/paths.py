@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..choices import SUBTITLE_FORMATS
 from ..errors import SetupError
 
 
@@ -46,7 +47,7 @@ def check_output_dir(output_dir: str) -> None:
 def per_input_names(paths: list[str], extension: str) -> list[str]:
     """A relative output name per input: its stem where stems are unique, else its path below
     the inputs' common folder (mirrored), and a numeric suffix for an input given twice."""
-    stems = [Path(p).stem for p in paths]
+    stems = [Path(p).stem.strip("<>") for p in paths]  # audio on stdin, <stdin>, gives stdin.txt
     if len(set(stems)) == len(stems):
         names = stems
     else:
@@ -71,3 +72,10 @@ def check_outputs(output: Optional[str], output_dir: Optional[str], inputs: list
             target = os.path.join(output_dir, name)
             if any(_same_file(target, i) for i in inputs):
                 raise SetupError(f"--output-dir {output_dir}: would overwrite the input {target}")
+
+
+def check_subtitle_inputs(output_format: Optional[str], n_inputs: int, output_dir: Optional[str]) -> None:
+    """One subtitle file per input: several inputs need a folder. Checked on the paths given, and
+    again once folders and manifests are expanded."""
+    if output_format in SUBTITLE_FORMATS and n_inputs > 1 and not output_dir:
+        raise SetupError(f"--output-format {output_format}: {n_inputs} inputs need --output-dir DIR")

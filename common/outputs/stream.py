@@ -19,6 +19,7 @@ from ..signals import deferred
 FORMAT = "parakeet-records/1"
 STREAM_SUFFIX = ".partial.jsonl"
 DIR_STREAM_NAME = "parakeet-records" + STREAM_SUFFIX
+RESUME_HINT = "add --resume to continue it"
 
 
 def stream_path_for(output: Optional[str], output_dir: Optional[str] = None) -> Optional[Path]:
@@ -67,14 +68,15 @@ def better(old: Optional[dict], new: dict) -> dict:
     return new
 
 
-def read_family(base: Path, settings: Optional[dict], resume: bool, resume_hint: str) -> dict[str, dict]:
+def read_family(base: Path, settings: Optional[dict], resume: bool) -> dict[str, dict]:
     """The finished records of every stream of the run writing `base`, merged by key. Streams
     there without --resume are refused (they hold finished work); with it, each must have been
-    written with the same settings (`settings`; None: not checked)."""
+    written with the same settings (`settings`; None: not checked). The one place a stream's
+    settings are checked: every stream a run appends to or takes records from is read here first."""
     done: dict[str, dict] = {}
     for path in stream_family(base):
         if not resume:
-            raise SetupError(f"{path}: holds the finished records of an earlier run; {resume_hint}, "
+            raise SetupError(f"{path}: holds the finished records of an earlier run; {RESUME_HINT}, "
                              "or delete the file to start over")
         header, records, _ = read_stream(path)
         if settings is not None:
@@ -125,35 +127,22 @@ def setting_differences(before: dict, now: dict) -> list[str]:
 
 
 class RecordStream:
-    """Finished records of one run. `done` holds those of an earlier run when resuming."""
+    """Finished records of one run, appended to `path`. `done`: what every stream of the run
+    holds (read_family, which refused a stream of other settings or one found without --resume)."""
 
-    def __init__(self, path: Path, settings: dict, resume: bool, resume_hint: str,
-                 done: Optional[dict[str, dict]] = None, label: str = ""):
-        """`done`: what every stream of the run holds (read_family), when it was read already;
-        `label` names the writer in messages ("rank 1 (npu:1)")."""
-        self.path, self.settings, self.label = Path(path), settings, label
-        self.done: dict[str, dict] = {}
+    def __init__(self, path: Path, settings: dict, done: dict[str, dict], label: str = ""):
+        """`label` names the writer in messages ("rank 1 (npu:1)")."""
+        self.path, self.settings, self.done, self.label = Path(path), settings, done, label
         self.written = 0
         if self.path.exists():
-            self._reopen(resume, resume_hint)
+            _, _, whole = read_stream(self.path)
+            with open(self.path, "r+b") as handle:  # drop a torn last line before appending
+                handle.truncate(whole)
+            self._handle = open(self.path, "a", encoding="utf-8")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8")
             self._write_lines([{"format": FORMAT, "settings": settings}])
-        if done is not None:
-            self.done = done
-
-    def _reopen(self, resume: bool, resume_hint: str) -> None:
-        if not resume:
-            raise SetupError(f"{self.path}: holds the finished records of an earlier run; {resume_hint}, "
-                             "or delete the file to start over")
-        header, self.done, whole = read_stream(self.path)
-        differences = setting_differences(comparable(header.get("settings", {})), comparable(self.settings))
-        if differences:
-            raise SetupError(f"--resume: {self.path} was written with other settings: " + "; ".join(differences))
-        with open(self.path, "r+b") as handle:  # drop a torn last line before appending
-            handle.truncate(whole)
-        self._handle = open(self.path, "a", encoding="utf-8")
 
     def append(self, entries: Iterable[tuple[Optional[str], dict]]) -> None:
         """Write one batch's (key, record) pairs and force them to disk."""
@@ -204,16 +193,13 @@ class RecordStream:
         raise error
 
 
-RESUME_HINT = "add --resume to continue it"
-
 
 def open_stream(path: Optional[Path], settings: dict, resume: bool) -> Optional[RecordStream]:
     """The stream of a run that writes to a file (None for stdout). On --resume, the records of
     every rank stream of an earlier torchrun run count as done too."""
     if not path:
         return None
-    done = read_family(path, settings, resume, RESUME_HINT)
-    return RecordStream(path, settings, resume, RESUME_HINT, done=done)
+    return RecordStream(path, settings, read_family(path, settings, resume))
 
 
 def remove_family(base: Path) -> None:
