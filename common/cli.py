@@ -10,7 +10,7 @@ import traceback
 from typing import Callable
 
 from . import options, signals
-from .choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_GRAPH_MODE,
+from .choices import (DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_GRAPH_MODE,
                       DEFAULT_LOADER, DTYPES, ENCODER_RUNTIMES, ENGINE_ALIASES, ENGINES, GRAPH_MODES, LAYOUTS,
                       LOADERS, LONG_AUDIO_SECONDS)
 from .errors import SetupError, Terminated, ToolkitError

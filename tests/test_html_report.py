@@ -52,19 +52,28 @@ INSPECT = """(async () => {
   window.scrollTo(0, 0);
   const first = document.querySelector('main').firstElementChild.nextElementSibling;
   return {plots: plots, verdictFirst: first && first.id === 'verdict', verdict: first && first.textContent,
+          title: document.querySelector('h1').textContent,
+          headline: Array.from(document.querySelectorAll('#headline tbody tr td:first-child'))
+                         .map(td => td.textContent),
           differences: document.querySelectorAll('.diff del, .diff ins').length,
           external: Array.from(document.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || e.getAttribute('href'))
                          .filter(url => !url.startsWith('data:'))};
 })()"""
 
 
-@pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("report")
+def clips_manifest(folder: Path) -> Path:
+    """A manifest of the demo set's CLIPS, with their truth."""
     lines = [json.loads(line) for line in (REPO / "demo" / "clips" / "manifest.jsonl").read_text().splitlines()]
     manifest = folder / "clips.jsonl"
     manifest.write_text("".join(json.dumps(dict(line, audio_filepath=str(REPO / "demo" / "clips" / line["audio_filepath"])))
                                 + "\n" for line in lines if line["audio_filepath"] in CLIPS))
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("report")
+    manifest = clips_manifest(folder)
     reports = folder / "reports"
     proc = subprocess.run([sys.executable, str(REPO / "check_accuracy_run_perf.py"), "--model", "demo", "--device", "cpu",
                            "--dtype", "bf16", "--min-match", "0", "--max-wer", "1", "--warmup", "0", "--runs", "2",
@@ -113,3 +122,30 @@ def test_the_scripts_reports_render_too(smoke_report, tmp_path, kind):
     assert set(plots) == ({"rtfx-by-length", "wer-by-length", "drift"} if kind == "accuracy" else {"latency", "stages"})
     assert all(p["loaded"] and p["visible"] and p["onTop"] and p["ink"] > 0.01 for p in plots.values()), plots
     assert result["value"]["verdictFirst"] and result["value"]["verdict"].startswith("PASS")
+    if kind == "accuracy":  # every figure named by the comparison behind it, the sides with it
+        assert result["value"]["title"] == ("Parakeet TDT accuracy: device vs reference, device vs truth, "
+                                            "reference vs truth")
+        assert result["value"]["headline"] == ["device vs reference (cpu bf16 vs cpu fp32)",
+                                               "device vs truth (cpu bf16)", "reference vs truth (cpu fp32)"]
+        assert result["value"]["verdict"].startswith("PASS: device vs reference: ")
+
+
+def test_the_truth_only_report_names_its_one_comparison(tmp_path):
+    """accuracy_run.py --reference none --html: the device against the truth only, said in the
+    title, the verdict and the headline; no reference figure, no drift plot."""
+    page = tmp_path / "truth.html"
+    proc = subprocess.run([sys.executable, str(REPO / "accuracy_run.py"), "--model", "demo", "--device", "cpu",
+                           "--reference", "none", "--warmup", "0", "--html", page, clips_manifest(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = render(page, INSPECT, executable=CHROMIUM)
+    assert result["console_errors"] == []
+    value = result["value"]
+    assert value["title"] == "Parakeet TDT accuracy: device vs truth"
+    assert value["verdictFirst"] and value["verdict"].startswith(f"PASS: device vs truth ({len(CLIPS)} file(s)): WER ")
+    assert value["headline"] == ["device vs truth (cpu fp32)"]
+    plots = {p["name"]: p for p in value["plots"]}
+    assert set(plots) == {"rtfx-by-length", "wer-by-length"}
+    assert all(p["loaded"] and p["visible"] and p["onTop"] and p["ink"] > 0.01 for p in plots.values()), plots
+    text = page.read_text()
+    assert "device vs reference" not in text and "exact transcript matches" not in text and "paired" not in text

@@ -16,7 +16,7 @@ import accuracy_run
 import accuracy_run_perf
 import check_accuracy_run_perf
 import inference
-from common import cli, options
+from common import choices, cli, options
 from common.engine.precision import check_dtype_for_device
 from common.errors import SetupError
 from tests.conftest import REPO
@@ -79,7 +79,6 @@ BAD_OPTIONS = [
     ("accuracy_run_perf", ["--decode-graphs", "off,sometimes"], "--decode-graphs 'sometimes': not one of off, on, auto"),
     ("accuracy_run_perf", ["--decoder-device", "same,gpu"], "--decoder-device 'gpu': not one of"),
     ("accuracy_run_perf", ["--engine", "nemo", "--decoder-device", "cpu"], "--decoder-device: needs --engine batched"),
-    ("accuracy_run_perf", ["--decoder-device", "cpu"], "--decoder-device: needs --engine batched"),
     ("check_accuracy_run_perf", ["--runs", "0"], "--runs 0: must be at least 1"),
     ("check_accuracy_run_perf", ["--max-wer", "nan"], "--max-wer nan: must be a finite number"),
     ("check_accuracy_run_perf", ["--min-match=-inf"], "--min-match -inf: must be a finite number"),
@@ -171,7 +170,8 @@ def test_limits_themselves_are_accepted(capsys):
     args = cli.parse_args(check_accuracy_run_perf.build_parser(), argv, "x.py")
     assert (args.min_match, args.max_wer, args.warmup, args.runs) == (0.0, 0.0, 0, 1)
     args = cli.parse_args(accuracy_run_perf.build_parser(), ["--dtype", " fp32 , bf16", "a.wav"], "x.py")
-    assert args.dtype == ["fp32", "bf16"] and args.engine == ["nemo"] and args.batch_sizes == [1]
+    assert args.dtype == ["fp32", "bf16"] and args.engine == [choices.DEFAULT_ENGINE]
+    assert args.batch_sizes == [choices.BATCH_SIZE] and args.batch_seconds == choices.BATCH_SECONDS
     assert capsys.readouterr().err == ""
 
 

@@ -1,19 +1,25 @@
 """The accuracy job: every input through the reference (fp32) and the target, compared file by
-file, each finished comparison appended to the results stream beside --output as it exists.
-An interrupted run keeps its comparisons and --resume skips them (both sides); reference
-transcripts of an earlier run can be reused (`reference_results`) instead of recomputed."""
+file and with the ground truth where there is one, or, with no reference, through the target
+alone against the truth (one pass). Each finished comparison is appended to the results stream
+beside --output as it exists: an interrupted run keeps its comparisons and --resume skips them;
+reference transcripts of an earlier run can be reused (`reference_results`) instead of
+recomputed. `run_accuracy` is the whole job from its request: accuracy_run.py and
+common.api.check_accuracy both run it."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
-from ..device.accelerators import DeviceChoice, device_name, prepare_device
+from ..choices import DEFAULT_LOADER
+from ..device.accelerators import DeviceChoice, device_name, prepare_device, resolve_device
 from ..device.environment import collect_environment
+from ..engine.precision import check_dtype_for_device, check_encoder_runtime
 from ..errors import InputError, SetupError
-from ..inputs.sources import AudioInput, resolve_relative
+from ..files import write_json_atomic, write_text_atomic
+from ..inputs.sources import AudioInput, InputOptions, collect_inputs, resolve_relative
 from ..measure.accuracy import (
     AccuracyOptions,
     compare_file,
@@ -24,7 +30,7 @@ from ..measure.accuracy import (
     warm_up,
 )
 from ..measure.compare import NORMALIZER
-from ..model.loading import ModelPool, ModelSource, model_identity
+from ..model.loading import ModelPool, ModelSource, default_model_spec, describe, model_identity, resolve_model_source
 from ..outputs.paths import check_output_file
 from ..outputs.stream import open_stream, stream_path_for
 from ..engine.transcriber import planning_duration
@@ -32,6 +38,84 @@ from ..ranks.world import World
 from ..signals import raise_unless_per_file
 from .pipeline import Pipeline
 from .ranked import RankedRun
+
+
+@dataclass(frozen=True)
+class AccuracyRequest:
+    """A whole accuracy run as plain values: what accuracy_run.py's options and
+    common.api.check_accuracy's arguments say."""
+
+    audio: tuple[str, ...]  # files, folders, manifests, test sets
+    model: Optional[str] = None  # None: the default model
+    device: str = "auto"
+    reference: Optional[str] = "cpu"  # the reference device; None: no reference, the device against the truth
+    reference_model: Optional[str] = None  # None: the same as `model`
+    reference_results: Optional[str] = None  # reuse these reference transcripts instead of computing them
+    truth_text: Optional[str] = None  # ground truth for a single input
+    inputs: InputOptions = InputOptions()
+    options: AccuracyOptions = AccuracyOptions()
+    loader: str = DEFAULT_LOADER
+    quiet: bool = True  # hide NeMo's logs while loading
+    output: Optional[str] = None  # the results JSON (published atomically), its stream beside it
+    html: Optional[str] = None  # the HTML report
+    resume: bool = False
+    command_line: str = ""
+
+    def check(self) -> None:
+        """Settings that contradict each other, before anything is read."""
+        if self.reference is None:
+            for option, value in (("--reference-results", self.reference_results),
+                                  ("--reference-model", self.reference_model)):
+                if value is not None:
+                    raise SetupError(f"{option}: needs a reference; --reference none compares the device with the "
+                                     "truth only")
+
+
+def _resolve(spec: str, target: bool) -> DeviceChoice:
+    return resolve_device(spec)
+
+
+def run_accuracy(request: AccuracyRequest, select_device: Callable[[str, bool], DeviceChoice] = _resolve,
+                 world: World = World(), say: Callable[[str], None] = lambda _: None, progress: bool = False,
+                 announce: bool = False) -> Optional[dict]:
+    """The accuracy run of `request`, end to end: inputs collected and checked (outputs, truth)
+    before any model loads, the devices chosen (`select_device(spec, is_target)`: a script's
+    announces the device and sets the threads), every input compared durably, the document
+    published to `request.output` and `request.html`. Returns the document; None on a torchrun
+    rank other than 0 (rank 0 reports for every card)."""
+    request.check()
+    items = collect_inputs(list(request.audio), request.inputs)
+    if request.html:  # --output is checked by accuracy_check, which the smoke chain runs too
+        check_output_file(request.html, [i.path for i in items if os.path.exists(i.path)], "--html")
+    _check_truth(request, items)
+    target_source = resolve_model_source(request.model or default_model_spec())
+    reference_source = resolve_model_source(request.reference_model) if request.reference_model else target_source
+    target = select_device(request.device, True)
+    check_dtype_for_device(request.options.dtype, target.device)
+    check_encoder_runtime(request.options.encoder_runtime, target.device, request.options.dtype)
+    reference = select_device(request.reference, False) if request.reference is not None else None
+    if target_source.note and announce:
+        say(f"model: {describe(target_source)}")
+    pool = ModelPool(timestamps=True, quiet=request.quiet, loader=request.loader)
+    run = AccuracyRun(output=request.output, resume=request.resume, reference_results=request.reference_results,
+                      command_line=request.command_line, truth_text=request.truth_text, progress=progress, say=say)
+    publish = (lambda document: write_json_atomic(request.output, document)) if request.output else \
+        (lambda document: None)
+    document = accuracy_check(target, reference, target_source, reference_source, pool, items, request.options, run,
+                              publish, world)
+    if document is not None and request.html:
+        from ..report.html import accuracy_html
+
+        write_text_atomic(request.html, accuracy_html(document))
+    return document
+
+
+def _check_truth(request: AccuracyRequest, items: list[AudioInput]) -> None:
+    if request.truth_text is not None and len(items) != 1:
+        raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
+    if request.reference is None and request.truth_text is None and all(i.text is None for i in items):
+        raise SetupError("--reference none: no input has a ground truth to compare with; give a manifest or "
+                         "dataset with 'text', a LibriSpeech or Kaldi folder (transcripts), or --truth-text")
 
 
 @dataclass(frozen=True)
@@ -111,23 +195,28 @@ def _reference_entries(document: dict, base: str):
             yield {"path": r["path"], "side": {"text": r["text"], "words": words, "latency": None, "rtfx": None}}
 
 
-def accuracy_check(target: DeviceChoice, reference: DeviceChoice, target_source: ModelSource,
+def accuracy_check(target: DeviceChoice, reference: Optional[DeviceChoice], target_source: ModelSource,
                    reference_source: ModelSource, pool: ModelPool, items: list[AudioInput],
                    options: AccuracyOptions, run: AccuracyRun = AccuracyRun(),
                    publish: Callable[[dict], None] = lambda document: None,
                    world: World = World()) -> Optional[dict]:
-    """Prepare both devices, compare every input (durably), hand the results document to
-    `publish`, then drop the stream if every input was compared. Under torchrun (`world` of
+    """Prepare the devices, compare every input (durably), hand the results document to
+    `publish`, then drop the stream if every input was compared. No `reference`: the target
+    alone, against the truth (the model loaded and run once). Under torchrun (`world` of
     several ranks) each rank compares its share on its own card against the CPU reference
     (each file's reference computed once, by the rank that owns it); rank 0 merges, adds a
     verdict per card, publishes and returns the document; the other ranks return None."""
     if run.output:
         check_output_file(run.output, [i.path for i in items if os.path.exists(i.path)])
+    options = replace(options, with_reference=reference is not None)
     reused = run.reference_sides or (load_reference_results(run.reference_results) if run.reference_results else {})
     settings = prepare_device(target.device, exact_fp32=options.dtype == "fp32")
-    prepare_device(reference.device, exact_fp32=True)
-    fingerprint = {"model": model_identity(target_source), "reference_model": model_identity(reference_source),
-                   "device": target.device, "reference": reference.device, "dtype": options.dtype,
+    if reference is not None:
+        prepare_device(reference.device, exact_fp32=True)
+    fingerprint = {"model": model_identity(target_source),
+                   "reference_model": model_identity(reference_source) if reference else None,
+                   "device": target.device, "reference": reference.device if reference else None,
+                   "dtype": options.dtype,
                    "long_audio_seconds": options.long_audio_seconds,
                    # only when not torch, so that runs recorded before the option still resume
                    **({"encoder_runtime": options.encoder_runtime} if options.encoder_runtime != "torch" else {})}
@@ -181,13 +270,14 @@ def add_card_verdicts(result: dict, files: list[dict], options: AccuracyOptions,
     result["cards"] = []
     for card in cards:
         summary = summarize([f for f in files if f.get("card", "?") == card], options)
-        result["cards"].append({"card": card, "rank": ranks.get(card), "aggregate": {k: summary["aggregate"][k] for k in (
-            "files", "compared", "errors", "exact_matches", "match_rate", "wer", "cer")},
-            "verdict": summary["verdict"], "summary": summary_line(summary)})
+        aggregate = summary["aggregate"]
+        result["cards"].append({"card": card, "rank": ranks.get(card), "aggregate": {k: aggregate[k] for k in (
+            "files", "compared", "errors", "exact_matches", "match_rate", "wer", "cer") if k in aggregate},
+            "headline": summary["headline"], "verdict": summary["verdict"], "summary": summary_line(summary)})
         if not summary["verdict"]["passed"]:
             where = f" (rank {ranks[card]})" if card in ranks else ""
             result["verdict"]["passed"] = False
-            result["verdict"]["failures"].append(f"{card}{where} disagrees: " + "; ".join(summary["verdict"]["failures"]))
+            result["verdict"]["failures"].append(f"{card}{where} fails: " + "; ".join(summary["verdict"]["failures"]))
 
 
 def cards_summary_line(result: dict) -> str:
@@ -195,15 +285,18 @@ def cards_summary_line(result: dict) -> str:
 
 
 def _document(target, reference, target_source, reference_source, items, options, run, settings, result) -> dict:
+    """The results document; with no reference, its `reference` and `reference_model` are null."""
     return {
-        "environment": collect_environment([target.device, reference.device], run.command_line),
+        "environment": collect_environment([target.device] + ([reference.device] if reference else []),
+                                           run.command_line),
         "model": {"spec": target_source.spec, "kind": target_source.kind, "note": target_source.note},
         "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind,
-                            "reused_from": run.reference_results},
+                            "reused_from": run.reference_results} if reference else None,
         "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
                    "encoder_runtime": options.encoder_runtime,
                    "settings": settings, "reason": target.reason},
-        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"},
+        "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"}
+        if reference else None,
         "inputs": [item.path for item in items],
         "long_audio_seconds": options.long_audio_seconds,
         "normalizer": NORMALIZER,
@@ -217,28 +310,34 @@ def _cards_line(result: dict) -> str:
     if not cards:
         return ""
     failing = [c["card"] for c in cards if not c["verdict"]["passed"]]
-    return f"; cards: {len(cards) - len(failing)} of {len(cards)} agree" + (
-        f", disagreeing: {', '.join(failing)}" if failing else "")
+    agree, disagreeing = ("agree", "disagreeing") if "match_rate" in result["aggregate"] else ("pass", "failing")
+    return f"; cards: {len(cards) - len(failing)} of {len(cards)} {agree}" + (
+        f", {disagreeing}: {', '.join(failing)}" if failing else "")
 
 
 class _Sides:
-    """The two sides of a comparison; each model is loaded only when first needed."""
+    """The sides of a comparison (the target, and the reference unless there is none); each
+    model is loaded only when first needed."""
 
     def __init__(self, pool, target, reference, target_source, reference_source, options, reused):
         self.pool, self.options, self.reused = pool, options, reused
-        self.target_key, self.reference_key = (target_source, target.device), (reference_source, reference.device)
+        self.target_key = (target_source, target.device)
+        self.reference_key = (reference_source, reference.device) if reference else None
         self.warmed = False
 
     def warm(self, items: list[AudioInput]) -> None:
         if not self.warmed:
-            reference = None if self.reused else self.pool.get(*self.reference_key)
-            warm_up(self.pool.get(*self.target_key), reference, items, self.options)
+            computed = self.reference_key and not self.reused
+            warm_up(self.pool.get(*self.target_key), self.pool.get(*self.reference_key) if computed else None, items,
+                    self.options)
             self.warmed = True
 
     def target(self, signal) -> dict:
         return transcribe_side(self.pool.get(*self.target_key), signal, self.options.target_side())
 
-    def reference_for(self, item: AudioInput) -> Callable[[object], dict]:
+    def reference_for(self, item: AudioInput) -> Optional[Callable[[object], dict]]:
+        if self.reference_key is None:
+            return None
         reused = self.reused.get(os.path.realpath(item.path))
         if reused is not None:
             return lambda _signal: reused

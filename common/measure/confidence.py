@@ -67,21 +67,23 @@ def with_interval(errors, totals, seed: int, minus=None) -> dict:
 
 
 def truth_statistics(counts: list[dict], seed: int = 0) -> dict:
-    """From per-utterance counts {"device": utterance_counts, "reference": utterance_counts}:
-    corpus WER and CER with intervals for each side against the truth, and the paired
-    difference device - reference."""
+    """From per-utterance counts by side ({"device": utterance_counts} and, when there is a
+    reference, {"reference": utterance_counts}): corpus WER and CER with intervals for each side
+    against the truth, and, with both sides, the paired difference device - reference."""
     words = [c["device"]["words"] for c in counts]
     chars = [c["device"]["chars"] for c in counts]
+    sides = [side for side in ("device", "reference") if counts and side in counts[0]]
     result = {}
-    for side in ("device", "reference"):
+    for side in sides:
         result[side] = {"wer": with_interval([c[side]["word_errors"] for c in counts], words, seed),
                         "cer": with_interval([c[side]["char_errors"] for c in counts], chars, seed)}
-    result["difference"] = {
-        "wer": with_interval([c["device"]["word_errors"] for c in counts], words, seed,
-                             minus=[c["reference"]["word_errors"] for c in counts]),
-        "cer": with_interval([c["device"]["char_errors"] for c in counts], chars, seed,
-                             minus=[c["reference"]["char_errors"] for c in counts]),
-    }
+    if "reference" in sides:
+        result["difference"] = {
+            "wer": with_interval([c["device"]["word_errors"] for c in counts], words, seed,
+                                 minus=[c["reference"]["word_errors"] for c in counts]),
+            "cer": with_interval([c["device"]["char_errors"] for c in counts], chars, seed,
+                                 minus=[c["reference"]["char_errors"] for c in counts]),
+        }
     result["bootstrap"] = {"resamples": RESAMPLES, "level": LEVEL, "seed": seed, "unit": "utterance",
                            "method": "percentile"}
     return result

@@ -13,10 +13,11 @@ import html
 import os
 from typing import Optional
 
+from ..measure.accuracy import DEVICE_VS_REFERENCE, DEVICE_VS_TRUTH, REFERENCE_VS_TRUTH
 from ..measure.compare import NORMALIZER, aligned_word_offsets, normalize_english
 from ..measure.confidence import bootstrap_interval, rate, utterance_counts
 from . import plots
-from .tables import CARD_HEADERS, card_rows
+from .tables import card_table, headline_of, headline_table, utterance_name
 
 MAX_DIFFERENCES = 200  # differing utterances shown in full; the JSON has them all
 
@@ -107,10 +108,13 @@ def length_buckets(files: list[dict], seed: int = 0) -> tuple[list[dict], str]:
     compared = [f for f in files if not f.get("error") and f.get("duration")]
     with_truth = [f for f in compared if "truth" in f]
     if with_truth:
-        chosen, what = with_truth, "device and reference against the truth"
+        sides = [s for s in ("device", "reference") if s in with_truth[0]]
+        chosen, what = with_truth, " and ".join(sides) + " against the truth"
         counts = [f["truth"].get("counts") or {s: utterance_counts(normalize_english(f["truth"]["text"]),
                                                                    normalize_english(f[s]["text"]))
-                                                for s in ("device", "reference")} for f in with_truth]
+                                                for s in sides} for f in with_truth]
+    elif not any("reference" in f for f in compared):
+        return [], "nothing to compare"
     else:
         chosen, what = compared, "device against the reference"
         counts = [{"device": utterance_counts(f["reference"]["text"], f["device"]["text"])} for f in compared]
@@ -132,53 +136,69 @@ def length_buckets(files: list[dict], seed: int = 0) -> tuple[list[dict], str]:
     return buckets, what
 
 
+def comparison_label(comparison: str, target: dict, ref: Optional[dict]) -> str:
+    """'device vs reference (npu:0 bf16 vs cpu fp32)': a comparison and the sides behind it."""
+    device = f"{target['device']} {target['dtype']}"
+    reference = f"{ref['device']} fp32" if ref else ""
+    sides = {DEVICE_VS_REFERENCE: f"{device} vs {reference}", DEVICE_VS_TRUTH: device, REFERENCE_VS_TRUTH: reference}
+    return f"{comparison} ({sides[comparison]})" if comparison in sides else comparison
+
+
 def _accuracy_tables(document: dict) -> str:
     result, target, ref = document["accuracy"], document["target"], document["reference"]
     agg = result["aggregate"]
-    confidence = agg.get("confidence") or {}
-    rows = [
-        ["files compared", f"{agg['compared']} of {agg['files']}" + (f" ({agg['errors']} failed)" if agg["errors"] else "")],
-        ["exact transcript matches", f"{agg['exact_matches']} ({_num(agg['match_rate'] and agg['match_rate'] * 100, '.1f')}%)"],
-        [f"WER {target['device']} {target['dtype']} vs {ref['device']} fp32", _pct(confidence.get("wer") or {"value": agg["wer"]})],
-        [f"CER {target['device']} {target['dtype']} vs {ref['device']} fp32", _pct(confidence.get("cer") or {"value": agg["cer"]})],
-        ["word-timestamp drift (mean / max, start; end)",
-         f"{_num(agg['drift']['start_mean'], '.3f')} / {_num(agg['drift']['start_max'], '.3f')} s; "
-         f"{_num(agg['drift']['end_mean'], '.3f')} / {_num(agg['drift']['end_max'], '.3f')} s "
-         f"({agg['drift']['aligned_words']} words)"],
-    ]
-    parts = ["<h2>Accuracy</h2>", _table(["measure", "value (95% bootstrap interval)"], rows, {1})]
+    headers, rows = headline_table(result, _pct)
+    rows = [[_e(comparison_label(row[0], target, ref))] + row[1:] for row in rows]
+    parts = ["<h2>Accuracy</h2>",
+             f"<p class='meta'>Files compared: {agg['compared']} of {agg['files']}"
+             + (f" ({agg['errors']} failed)" if agg["errors"] else "") + ".</p>",
+             "<div id='headline'>" + _table(headers, rows, set(range(1, len(headers)))) + "</div>"]
+    if "drift" in agg:
+        drift = agg["drift"]
+        parts.append(f"<p class='meta'>Word-timestamp drift, {DEVICE_VS_REFERENCE} (mean / max; start, end): "
+                     f"{_num(drift['start_mean'], '.3f')} / {_num(drift['start_max'], '.3f')} s, "
+                     f"{_num(drift['end_mean'], '.3f')} / {_num(drift['end_max'], '.3f')} s "
+                     f"({drift['aligned_words']} aligned words).</p>")
     if result.get("cards"):
-        parts += ["<p>Every card against the CPU reference:</p>",
-                  _table(CARD_HEADERS, [[_e(str(v)) for v in row] for row in card_rows(result)], {1, 2, 3})]
+        headers, card_rows = card_table(result)
+        parts += ["<p>Every card:</p>", _table(headers, [[_e(str(v)) for v in row] for row in card_rows], {1, 2, 3})]
     truth = agg.get("truth")
     if truth:
-        c = truth.get("confidence") or {}
-        truth_rows = [
-            [f"device ({_e(target['device'])}, {_e(target['dtype'])})", _pct(c.get("device", {}).get("wer")),
-             _pct(c.get("device", {}).get("cer"))],
-            [f"reference ({_e(ref['device'])}, fp32)", _pct(c.get("reference", {}).get("wer")),
-             _pct(c.get("reference", {}).get("cer"))],
-            ["device - reference (paired)", _pct(c.get("difference", {}).get("wer"), True),
-             _pct(c.get("difference", {}).get("cer"), True)],
-        ]
-        boot = c.get("bootstrap", {})
-        parts += [f"<p>Against the ground truth ({truth['files']} files):</p>",
-                  _table(["", "WER (95% interval)", "CER (95% interval)"], truth_rows, {1, 2}),
-                  f"<p class='meta'>Normalization: {_e(document.get('normalizer') or NORMALIZER)}. Intervals: "
-                  f"{boot.get('resamples', '-')} bootstrap resamples of utterances, seed {boot.get('seed', '-')}, "
-                  f"percentile method.</p>"]
-        worst = truth.get("worst") or []
-        if worst:
-            parts += ["<h2>Worst utterances against the truth</h2>",
-                      "<p class='meta'>Word differences: <del>in the truth only</del> <ins>in the device's "
-                      "transcript only</ins>.</p>",
-                      _table(["file", "audio s", "errors / words", "WER device", "WER reference",
-                              "device transcript vs truth (normalized)"],
-                             [[_e(os.path.basename(w["path"])), _num(w["duration"], ".2f"),
-                               f"{w['word_errors']} / {w['words']}", _num(w["wer"]), _num(w["reference_wer"]),
-                               f"<span class='diff'>{word_diff(normalize_english(w['truth']), normalize_english(w['device']))}</span>"]
-                              for w in worst], {1, 2, 3, 4})]
+        parts += _truth_tables(document, truth)
     return "".join(parts)
+
+
+def _truth_tables(document: dict, truth: dict) -> list[str]:
+    """How the figures against the truth were made, the paired difference (with a reference)
+    and the worst utterances, device vs truth."""
+    c = truth.get("confidence") or {}
+    boot = c.get("bootstrap", {})
+    parts = []
+    if c.get("difference"):
+        parts.append(f"<p class='meta'>device - reference, both against the truth (paired): WER "
+                     f"{_pct(c['difference']['wer'], True)}, CER {_pct(c['difference']['cer'], True)}.</p>")
+    parts.append(f"<p class='meta'>Against the ground truth ({truth['files']} files), after normalization: "
+                 f"{_e(document.get('normalizer') or NORMALIZER)}. Intervals: {boot.get('resamples', '-')} bootstrap "
+                 f"resamples of utterances, seed {boot.get('seed', '-')}, percentile method.</p>")
+    worst = truth.get("worst") or []
+    if worst:
+        with_reference = all("reference_wer" in w for w in worst)
+        parts += [f"<h2>Worst utterances, {DEVICE_VS_TRUTH}</h2>",
+                  "<p class='meta'>Word differences: <del>in the truth only</del> <ins>in the device's "
+                  "transcript only</ins>.</p>",
+                  _table(["utterance", "audio s", "errors / words", f"WER {DEVICE_VS_TRUTH}"]
+                         + ([f"WER {REFERENCE_VS_TRUTH}"] if with_reference else [])
+                         + ["device transcript vs truth (normalized)"],
+                         [[_e(utterance_name(w)), _num(w["duration"], ".2f"),
+                           f"{w['word_errors']} / {w['words']}", _num(w["wer"])]
+                          + ([_num(w["reference_wer"])] if with_reference else [])
+                          + [f"<span class='diff'>{_truth_diff(w)}</span>"]
+                          for w in worst], {1, 2, 3, 4} if with_reference else {1, 2, 3})]
+    return parts
+
+
+def _truth_diff(worst: dict) -> str:
+    return word_diff(normalize_english(worst["truth"]), normalize_english(worst["device"]))
 
 
 def _accuracy_plots(document: dict) -> list[str]:
@@ -186,24 +206,38 @@ def _accuracy_plots(document: dict) -> list[str]:
     compared = [f for f in files if not f.get("error")]
     seed = ((document["accuracy"]["aggregate"].get("confidence") or {}).get("bootstrap") or {}).get("seed", 0)
     target, ref = document["target"], document["reference"]
-    sides = {"device": f"device ({target['device']}, {target['dtype']})", "reference": f"reference ({ref['device']}, fp32)"}
+    sides = {"device": f"device ({target['device']}, {target['dtype']})"}
+    if ref:
+        sides["reference"] = f"reference ({ref['device']}, fp32)"
     buckets, what = length_buckets(files, seed)
     starts, ends = [], []
-    for f in compared:
+    for f in compared if ref else []:
         s, e = aligned_word_offsets(f["reference"].get("words") or [], f["device"].get("words") or [])
         starts += [x * 1000 for x in s]
         ends += [x * 1000 for x in e]
     return [
         _figure("rtfx-by-length", plots.rtfx_by_length(compared, sides), "RTFx of each file against its length"),
         _figure("wer-by-length", plots.wer_by_length(buckets, what), f"WER by length bucket, {what}"),
-        _figure("drift", plots.drift_histogram(starts, ends), "Word-timestamp drift, device vs reference"),
+        _figure("drift", plots.drift_histogram(starts, ends), f"Word-timestamp drift, {DEVICE_VS_REFERENCE}"),
     ]
 
 
 def _differences(document: dict) -> str:
-    files = [f for f in document["accuracy"]["files"] if not f.get("error") and not f["match"]]
+    """The utterances whose device transcript differs from the reference's (with a reference),
+    and the inputs that failed."""
     failed = [f for f in document["accuracy"]["files"] if f.get("error")]
-    parts = [f"<h2>Differing utterances ({len(files)})</h2>"]
+    parts = []
+    if document["reference"]:
+        parts += _reference_differences(document)
+    if failed:
+        parts += [f"<h2>Failed inputs ({len(failed)})</h2>",
+                  _table(["input", "error"], [[_e(f["path"]), _e(f["error"])] for f in failed])]
+    return "".join(parts)
+
+
+def _reference_differences(document: dict) -> list[str]:
+    files = [f for f in document["accuracy"]["files"] if not f.get("error") and not f["match"]]
+    parts = [f"<h2>Differing utterances, {DEVICE_VS_REFERENCE} ({len(files)})</h2>"]
     if not files:
         parts.append("<p class='note'>Every compared transcript is identical on both devices.</p>")
     rows = [[_e(os.path.basename(f["path"])), _num(f["duration"], ".2f"), _num(f["wer"]),
@@ -216,10 +250,7 @@ def _differences(document: dict) -> str:
             .replace("&lt;ins&gt;device only&lt;/ins&gt;", "<ins>device only</ins>")
     if len(files) > MAX_DIFFERENCES:
         parts.append(f"<p class='note'>{len(files) - MAX_DIFFERENCES} more in the JSON.</p>")
-    if failed:
-        parts += [f"<h2>Failed inputs ({len(failed)})</h2>",
-                  _table(["input", "error"], [[_e(f["path"]), _e(f["error"])] for f in failed])]
-    return "".join(parts)
+    return parts
 
 
 # ----------------------------------------------------------------------------------------- perf
@@ -230,7 +261,8 @@ def _perf_tables(document: dict) -> str:
     for r in document.get("results", []):
         cfg, stats = r["config"], r["stats"]
         peak = (r.get("memory") or {}).get("peak")
-        rows.append([_e(cfg["device"]), _e(cfg["dtype"]), _e(cfg["engine"] + plots.placement_label(cfg)), cfg["batch_size"],
+        rows.append([_e(cfg["device"]), _e(cfg["dtype"]), _e(cfg["engine"] + plots.placement_label(cfg)),
+                     _e(r.get("batching") or cfg["batch_size"]),
                      stats["n"],
                      _num(stats["median"]), _num(stats["p90"]), _num(stats["min"]), _num(stats["max"]),
                      _num(r["rtfx"], ".2f"), _num(r["throughput"]["files_per_second"], ".2f"),
@@ -298,12 +330,16 @@ def _meta(document: dict) -> list[str]:
 
 
 def accuracy_html(document: dict) -> str:
+    """The accuracy report; its title names the comparisons the run made."""
     verdict = document["accuracy"]["verdict"]
     target, ref = document["target"], document["reference"]
     meta = _meta(document) + [f"target {target['device']} ({target.get('name')}), {target['dtype']}; "
-                              f"reference {ref['device']} ({ref.get('name')}), fp32"]
-    return report_html("Parakeet TDT accuracy: device vs reference", verdict["passed"], [document["summary"]], meta,
-                       accuracy=document)
+                              + (f"reference {ref['device']} ({ref.get('name')}), fp32" if ref else
+                                 "no reference: the device against the ground truth only")]
+    comparisons = ", ".join(row["comparison"] for row in headline_of(document["accuracy"])) or \
+        (DEVICE_VS_REFERENCE if ref else DEVICE_VS_TRUTH)
+    return report_html(f"Parakeet TDT accuracy: {comparisons}", verdict["passed"],
+                       [document["summary"]], meta, accuracy=document)
 
 
 def perf_html(document: dict) -> str:
@@ -322,8 +358,8 @@ def smoke_html(document: dict) -> str:
     accuracy, perf = document.get("accuracy"), document.get("perf")
     if accuracy:
         verdict.append(f"accuracy: {accuracy['summary']}")
-    failed = [c for c in document["checks"]["checks"] if c["status"] == "FAIL"]
-    verdict += [f"check {c['name']}: {c['value']} -> {c['fix']}" for c in failed]
+    verdict.append(f"environment: {document['checks']['verdict']}")
+    verdict += [f"{c['status']} {c['name']}: {c['value']} -> fix: {c['fix']}" for c in document["checks"]["findings"]]
     counts = document["checks"]["counts"]
     checks = _table(["environment checks", "PASS", "WARN", "FAIL"],
                     [["", counts["PASS"], counts["WARN"], counts["FAIL"]]], {1, 2, 3})

@@ -33,55 +33,142 @@ def card_rows(result: dict) -> list[list]:
 CARD_HEADERS = ["card", "compared", "exact matches", "WER", "verdict"]
 
 
+WORST_SHOWN = 5  # worst utterances on the console (the JSON keeps more, the HTML report shows them)
+
+
+def headline_of(result: dict) -> list[dict]:
+    """The result's figures by comparison (documents written before the headline: made from the
+    aggregate)."""
+    if "headline" in result:
+        return result["headline"]
+    from ..measure.accuracy import headline
+
+    return headline(result["aggregate"])
+
+
+def headline_table(result: dict, rate_text=interval_text) -> tuple[list[str], list[list]]:
+    """Headers and a row per comparison (device vs reference, device vs truth, reference vs
+    truth): files, exact matches (a column only with a reference), WER and CER with their 95%
+    intervals as `rate_text` writes them."""
+    rows = headline_of(result)
+    matches = any("match_rate" in row for row in rows)
+    headers = ["comparison", "files"] + (["exact matches"] if matches else []) + ["WER [95% interval]",
+                                                                                  "CER [95% interval]"]
+    return headers, [[row["comparison"], str(row["files"])]
+                     + ([f"{row['exact_matches']} ({_fmt(row['match_rate'] and row['match_rate'] * 100, '.1f')}%)"
+                         if "match_rate" in row else "-"] if matches else [])
+                     + [rate_text(row["wer"]), rate_text(row["cer"])] for row in rows]
+
+
+def card_table(result: dict) -> tuple[list[str], list[list]]:
+    """Headers and a row per card, each figure named by its comparison: device vs reference with
+    a reference, device vs truth without one."""
+    from ..measure.accuracy import DEVICE_VS_REFERENCE, DEVICE_VS_TRUTH
+
+    cards = result.get("cards") or []
+    if "match_rate" in result["aggregate"]:
+        return ["card", "compared", "exact matches", f"WER {DEVICE_VS_REFERENCE}", "verdict"], card_rows(result)
+    truth = [next((r for r in c.get("headline", []) if r["comparison"] == DEVICE_VS_TRUTH), None) for c in cards]
+    return (["card", "compared", f"WER {DEVICE_VS_TRUTH}", "verdict"],
+            [[c["card"], f"{c['aggregate']['compared']} of {c['aggregate']['files']}",
+              _fmt(t and t["wer"]["value"], ".4f"), "PASS" if c["verdict"]["passed"] else "FAIL"]
+             for c, t in zip(cards, truth)])
+
+
 def accuracy_table(document: dict) -> str:
+    """The console report: the setup, a row per file, the figures by comparison with their
+    intervals, the worst utterances against the truth, the verdict."""
     from tabulate import tabulate
 
     result = document["accuracy"]
     target, ref = document["target"], document["reference"]
-    rows = []
-    for f in result["files"]:
-        name = os.path.basename(f["path"])
-        if f.get("error"):
-            rows.append([name, _fmt(f.get("duration"), ".2f"), "ERROR", "-", "-", "-", "-", "-"])
-            continue
-        rows.append([name, _fmt(f["duration"], ".2f"), "yes" if f["match"] else "NO", _fmt(f["wer"], ".4f"),
-                     _fmt(f["cer"], ".4f"), _fmt(f["drift"]["start_max"]), _fmt(f["reference"]["latency"]),
-                     _fmt(f["device"]["latency"])])
-    headers = ["file", "audio s", "match", "WER", "CER", "drift max s", f"ref {ref['device']} s",
-               f"target {target['device']} s"]
     lines = [f"model: {document['model']['spec']}" + (f" ({document['model']['note']})"
                                                        if document["model"].get("note") else ""),
              f"target: {target['device']} ({target['name']}), {target['dtype']}"
              + (f", encoder in {target['encoder_runtime']}" if target.get("encoder_runtime", "torch") != "torch" else "")
              + (f", {', '.join(target['settings'])}" if target["settings"] else ""),
-             f"reference: {ref['device']} ({ref['name']}), fp32", "",
-             tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
+             f"reference: {ref['device']} ({ref['name']}), fp32" if ref else
+             "reference: none (the device against the ground truth only)", "",
+             tabulate(*_file_table(result["files"], target, ref), tablefmt="simple", disable_numparse=True)]
     for f in result["files"]:
         if f.get("error"):
             lines.append(f"error: {f['error']}")
-        elif f["differences"]:
+        elif f.get("differences"):
             lines.append(f"{os.path.basename(f['path'])}: first differences (reference -> {target['device']}):")
             lines.extend(f"  word {d['position']}: {_short(d['reference'])!r} -> {_short(d['device'])!r} ({d['type']})"
                          for d in f["differences"])
     agg = result["aggregate"]
-    if agg.get("truth"):
-        truth = agg["truth"]
-        lines.append(f"ground truth ({truth['files']} file(s), normalized): WER reference "
-                     f"{_fmt(truth['reference']['wer'], '.4f')}, target {_fmt(truth['device']['wer'], '.4f')}")
-        confidence = truth.get("confidence")
-        if confidence:
-            lines.append("  95% bootstrap intervals: WER reference " + interval_text(confidence["reference"]["wer"])
-                         + ", target " + interval_text(confidence["device"]["wer"])
-                         + ", target - reference " + interval_text(confidence["difference"]["wer"], signed=True))
-        if document.get("normalizer"):
-            lines.append(f"  normalizer: {document['normalizer']}")
+    headers, rows = headline_table(result)
+    lines += ["", tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
+    truth = agg.get("truth")
+    if truth:
+        confidence = truth.get("confidence") or {}
+        if confidence.get("difference"):
+            lines.append("device - reference, both against the truth (paired): WER "
+                         + interval_text(confidence["difference"]["wer"], signed=True) + ", CER "
+                         + interval_text(confidence["difference"]["cer"], signed=True))
+        boot = confidence.get("bootstrap") or {}
+        lines.append(f"95% bootstrap intervals ({boot.get('resamples', '-')} resamples of utterances, seed "
+                     f"{boot.get('seed', '-')}); against the truth after normalization: "
+                     f"{document.get('normalizer') or '-'}")
+        lines += _worst_lines(truth)
     if result.get("cards"):
-        lines += ["", tabulate(card_rows(result), headers=CARD_HEADERS, tablefmt="simple", disable_numparse=True), ""]
+        headers, rows = card_table(result)
+        lines += ["", tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), ""]
     timing = agg["timing"]
-    lines.append(f"timing (secondary; accuracy_run_perf.py measures speed properly): RTFx reference "
-                 f"{_fmt(timing['reference']['rtfx'], '.2f')}, target {_fmt(timing['device']['rtfx'], '.2f')}")
+    lines.append("timing (secondary; accuracy_run_perf.py measures speed properly): RTFx "
+                 + (f"reference {_fmt(timing['reference']['rtfx'], '.2f')}, " if "reference" in timing else "")
+                 + f"target {_fmt(timing['device']['rtfx'], '.2f')}")
     lines.append(document["summary"])
     return "\n".join(lines) + "\n"
+
+
+def _file_table(files: list[dict], target: dict, ref) -> tuple[list[list], list[str]]:
+    """A row per file: with a reference, device vs reference (match, WER, CER, drift) and times;
+    device vs truth where a file has a truth."""
+    with_truth = any("truth" in f for f in files)
+    headers = ["file", "audio s"]
+    if ref:
+        headers += ["match", "WER dev vs ref", "CER dev vs ref", "drift max s"]
+    headers += ["WER dev vs truth", "CER dev vs truth"] if with_truth else []
+    headers += ([f"ref {ref['device']} s"] if ref else []) + [f"target {target['device']} s"]
+    rows = []
+    for f in files:
+        name = os.path.basename(f["path"])
+        if f.get("error"):
+            rows.append([name, _fmt(f.get("duration"), ".2f"), "ERROR"] + ["-"] * (len(headers) - 3))
+            continue
+        row = [name, _fmt(f["duration"], ".2f")]
+        if ref:
+            row += ["yes" if f["match"] else "NO", _fmt(f["wer"], ".4f"), _fmt(f["cer"], ".4f"),
+                    _fmt(f["drift"]["start_max"])]
+        if with_truth:
+            versus_truth = (f.get("truth") or {}).get("device") or {}
+            row += [_fmt(versus_truth.get("wer"), ".4f"), _fmt(versus_truth.get("cer"), ".4f")]
+        row += ([_fmt(f["reference"]["latency"])] if ref else []) + [_fmt(f["device"]["latency"])]
+        rows.append(row)
+    return rows, headers
+
+
+def utterance_name(entry: dict) -> str:
+    """The test set's id of an utterance where it has one, else its file name."""
+    return str(entry["id"]) if entry.get("id") is not None else os.path.basename(entry["path"])
+
+
+def _worst_lines(truth: dict) -> list[str]:
+    """The utterances with the most word errors, device vs truth, with both texts as scored."""
+    from ..measure.compare import normalize_english
+
+    worst = (truth.get("worst") or [])[:WORST_SHOWN]
+    if not worst:
+        return [] if "worst" not in truth else ["no word errors against the truth"]
+    lines = ["", f"worst utterances, device vs truth (the {len(worst)} with the most word errors; normalized texts):"]
+    for w in worst:
+        name = utterance_name(w)
+        lines += [f"  {name}: WER {w['wer']:.4f} ({w['word_errors']} error(s) / {w['words']} word(s))",
+                  f"    truth:  {normalize_english(w['truth'])}",
+                  f"    device: {normalize_english(w['device'])}"]
+    return lines
 
 
 def _mib(value) -> str:
@@ -95,6 +182,7 @@ def perf_rows(document: dict) -> list[dict]:
         decoding = r.get("decoding_counts") or {}
         rows.append({
             "device": cfg["device"], "dtype": cfg["dtype"], "engine": cfg["engine"], "batch_size": cfg["batch_size"],
+            "batch_seconds": cfg.get("batch_seconds"), "batching": r.get("batching"),
             "decode_graphs": cfg.get("decode_graphs", "off"), "decoder_device": cfg.get("decoder_device") or cfg["device"],
             "encoder_runtime": cfg.get("encoder_runtime", "torch"),
             "audio_s": r["audio_seconds"], "runs": stats["n"], "mean_s": stats["mean"], "median_s": stats["median"],
@@ -136,13 +224,14 @@ def perf_table(document: dict) -> str:
              f"{document['options']['warmup']} warm-up + {document['options']['runs']} timed runs per row "
              f"(stage columns: {document['options'].get('stage_runs', 0)} separate stage run(s), each stage "
              f"synchronized); {document['environment']['torch_threads']} CPU thread(s), "
-             f"{document['environment']['cpu']}", ""]
+             f"{document['environment']['cpu']}",
+             "ran: " + "; ".join(engines_run(document)), ""]
     cold = [[dev, _fmt(c["import_seconds"]), _fmt(c["load_seconds"]), _fmt(c["to_device_seconds"]),
              _fmt(c.get("first_call_seconds"))] for dev, c in document["cold_start"].items()]
     lines += ["cold start (s):", tabulate(cold, headers=["device", "import", "load", "to device", "first call"],
                                           tablefmt="simple", disable_numparse=True), ""]
     table = perf_rows(document)
-    rows = [[r["device"], r["dtype"], r["engine"], r["batch_size"], r["decode_graphs"], r["decoder_device"],
+    rows = [[r["device"], r["dtype"], r["engine"], (r["batching"] or str(r["batch_size"])).replace("batch ", ""), r["decode_graphs"], r["decoder_device"],
              r["encoder_runtime"], _fmt(r["median_s"], ".4f"), _fmt(r["p90_s"], ".4f"),
              _fmt(r["stdev_s"], ".4f"), _fmt(r["rtfx"], ".2f"), _fmt(r["features_s"], ".4f"), _fmt(r["encoder_s"], ".4f"),
              _fmt(r["decoding_s"], ".4f"), _fmt(r["other_s"], ".4f"), _mib(r["peak_memory_bytes"]),
@@ -163,25 +252,40 @@ def perf_table(document: dict) -> str:
                                     "launches/audio s", "syncs/audio s"], tablefmt="simple", disable_numparse=True), ""]
     for ratio in document["ratios"]:
         lines.append(f"ratio {ratio['other']} / {ratio['base']} ({ratio['dtype']}, {ratio['engine']}, batch "
-                     f"{ratio['batch_size']}): median latency x{ratio['latency_ratio']:.2f}")
+                     f"≤{ratio['batch_size']}): median latency x{ratio['latency_ratio']:.2f}")
     lines.append("nemo engine: 'other' = NeMo's dataloader + TDT decoding; batched engine: 'other' = padding and copies")
     if not document["engines_identical"]:
         lines.append("FAIL: the nemo and batched engines gave different transcripts (see engine_check in the JSON)")
     return "\n".join(lines) + "\n"
 
 
+def engines_run(document: dict) -> list[str]:
+    """Which engine and batching the results document's rows ran, e.g. 'engine batched, batch ≤16
+    files / ≤120 s', each once, in row order."""
+    return list(dict.fromkeys(f"engine {r['config']['engine']}, {r.get('batching') or 'batch ' + str(r['config']['batch_size'])}"
+                              for r in document["results"]))
+
+
 def checks_table(checks: dict) -> str:
+    """The checks, then every WARN and FAIL with its fix, then the verdict."""
     from tabulate import tabulate
 
     rows = [[c["name"], c["status"], c["value"]] for c in checks["checks"]]
     lines = [tabulate(rows, headers=["check", "status", "found"], tablefmt="simple", disable_numparse=True)]
-    fixes = [f"  {c['name']}: {c['fix']}" for c in checks["checks"] if c["status"] != "PASS" and c["fix"]]
-    if fixes:
-        lines += ["", "to fix:"] + fixes
-    counts = checks["counts"]
-    lines.append(f"\n{'READY' if checks['passed'] else 'NOT READY'}: {counts['PASS']} pass, {counts['WARN']} warn, "
-                 f"{counts['FAIL']} fail")
+    if checks["findings"]:
+        lines += ["", "findings, with their fixes:"] + [line for f in checks["findings"] for line in finding_lines(f)]
+    lines.append(f"\n{checks_verdict(checks)}")
     return "\n".join(lines) + "\n"
+
+
+def finding_lines(finding: dict) -> list[str]:
+    return [f"  {finding['status']} {finding['name']}: {finding['value']}", f"       fix: {finding['fix']}"]
+
+
+def checks_verdict(checks: dict) -> str:
+    """'READY (CPU only: the NPU cannot be used: ...): 14 pass, 5 warn, 0 fail'."""
+    counts = checks["counts"]
+    return f"{checks['verdict']}: {counts['PASS']} pass, {counts['WARN']} warn, {counts['FAIL']} fail"
 
 
 def _targets(accuracy: dict) -> str:
@@ -205,6 +309,14 @@ def _verdict(state: str) -> str:
     return {"passed": "PASS", "failed": "FAIL"}.get(state, state)
 
 
+def findings_markdown(findings: list[dict]) -> list[str]:
+    """'## Findings': every WARN and FAIL of the checks with its fix (nothing when all passed)."""
+    if not findings:
+        return []
+    return ["## Findings", ""] + [f"- **{f['status']}** {f['name']}: {f['value']}  \n  Fix: {f['fix']}"
+                                  for f in findings] + [""]
+
+
 def smoke_markdown(document: dict) -> str:
     """The report in the shape of the original adaptation's tables."""
     checks, stages = document["checks"], document["stages"]
@@ -218,19 +330,17 @@ def smoke_markdown(document: dict) -> str:
                   f"Software: torch {env['torch']}, torch_npu {env['torch_npu'] or '-'}, NeMo {env['nemo_toolkit']}; "
                   f"CPU: {env['cpu']} ({env['cpu_count']} cores, {env.get('torch_threads', '-')} torch threads)", ""]
     lines += ["| Stage | Result |", "|---|---|",
-              f"| Environment checks | {_verdict(stages['checks'])}: {counts['PASS']} pass, {counts['WARN']} warn, "
-              f"{counts['FAIL']} fail |"]
+              f"| Environment checks | {_verdict(stages['checks'])} ({_md_cell(checks_verdict(checks), 400)}) |"]
     if accuracy:
         lines.append(f"| Accuracy ({_targets(accuracy)} vs {accuracy['reference']['device']}, "
-                     f"{accuracy['target']['dtype']}) | {_md_cell(_cards_first(accuracy['summary']))} |")
+                     f"{accuracy['target']['dtype']}) | {_md_cell(_cards_first(accuracy['summary']), 400)} |")
     if perf:
         lines.append(f"| Performance | {_verdict(stages['perf'])} (transcripts of both engines "
                      f"{'identical' if perf['engines_identical'] else 'DIFFER'}) |")
     lines.append("")
+    lines += findings_markdown(checks["findings"])
     if not accuracy:
-        failed = [c for c in checks["checks"] if c["status"] == "FAIL"]
-        lines += ["Stopped after the environment checks:", ""] + [f"- {c['name']}: {c['value']} -> {c['fix']}"
-                                                                   for c in failed]
+        lines.append("Stopped after the environment checks.")
         return "\n".join(lines) + "\n"
     target, ref = _targets(accuracy), accuracy["reference"]["device"]
     cards = accuracy["accuracy"].get("cards")
@@ -258,7 +368,8 @@ def smoke_markdown(document: dict) -> str:
                           f"{interval_text(confidence['reference']['wer'])}, device - reference "
                           f"{interval_text(confidence['difference']['wer'], signed=True)}")
     opts = perf["options"]
-    lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, nemo engine, batch 1)", "",
+    lines += ["", f"## Performance ({opts['warmup']} warm-up + {opts['runs']} timed runs, "
+                  f"{'; '.join(engines_run(perf))})", "",
               "| Device | Latency median (s) | p90 (s) | RTFx | Load (s) | First call (s) | Peak memory (MiB) |",
               "|---|---|---|---|---|---|---|"]
     for r in perf["results"]:
