@@ -18,7 +18,7 @@ LAYERS = {
     "measure": 4, "outputs": 4,
     "checks": 5, "report": 5,
     "job": 6,
-    "cli": 7, "api": 7,
+    "cli": 7, "api": 7, "serve": 7,
 }
 
 
