@@ -25,8 +25,8 @@ import sys
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-from common import cli, options  # noqa: E402
-from common.choices import NO_REFERENCE  # noqa: E402
+from common import choices, cli, options  # noqa: E402
+from common.choices import DEFAULT_REFERENCE, NO_REFERENCE  # noqa: E402
 
 
 def build_parser():
@@ -34,7 +34,7 @@ def build_parser():
     cli.add_input_arguments(parser, seed_also="the bootstrap's resampling")
     cli.add_model_arguments(parser)
     device = cli.group(parser, "model and device")
-    device.add_argument("--reference", type=reference_spec, default="cpu", metavar=f"DEVICE|{NO_REFERENCE}",
+    device.add_argument("--reference", type=reference_spec, default=DEFAULT_REFERENCE, metavar=f"DEVICE|{NO_REFERENCE}",
                         help=f"reference device (always fp32), or {NO_REFERENCE}: no reference, the device against "
                              "the ground truth only (the model runs once)")
     device.add_argument("--reference-model", type=options.non_empty, default=None,
@@ -57,9 +57,9 @@ def build_parser():
         "--max-truth-wer", type=options.non_negative, default=None,
         help="maximum WER of device vs truth (normalized): above it the exit status is 1; with a reference, "
              "both verdicts must pass (default: the truth WER is reported, not judged)")
-    cli.group(parser, "run control").add_argument("--warmup", type=options.integer(0), default=1,
+    cli.group(parser, "run control").add_argument("--warmup", type=options.integer(0), default=choices.WARMUP,
                                                   help="untimed runs per device before timing")
-    cli.add_output_arguments(parser)
+    cli.add_output_arguments(parser, stdout_too=True)
     cli.add_html_argument(parser)
     cli.add_resume_argument(parser, where="beside --output")
     return parser

@@ -63,8 +63,8 @@ def build_parser():
                                "needs requirements-onnx.txt). A comma list sweeps them side by side: torch,onnxruntime")
     cli.add_long_audio_argument(parser)
     control = cli.group(parser, "run control")
-    control.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs per configuration")
-    control.add_argument("--runs", type=options.integer(1), default=5,
+    control.add_argument("--warmup", type=options.integer(0), default=choices.WARMUP, help="untimed runs per configuration")
+    control.add_argument("--runs", type=options.integer(1), default=choices.RUNS,
                          help="timed runs per configuration: the work, nothing else inside")
     control.add_argument("--stage-runs", type=options.integer(0), default=1,
                          help="separate runs per configuration, every stage synchronized at both ends, for "
@@ -76,7 +76,7 @@ def build_parser():
                               "efficiency against, instead of timing rank 0 alone on the whole set")
     cli.group(parser, "output").add_argument("--csv", metavar="FILE", type=options.non_empty, default=None,
                                              help="also write one CSV row per configuration")
-    cli.add_output_arguments(parser)
+    cli.add_output_arguments(parser, stdout_too=True)
     cli.add_html_argument(parser)
     return parser
 
@@ -88,7 +88,7 @@ def perf_command(args) -> int:
     from common.report.tables import perf_csv, perf_table
 
     paths = cli.input_paths(args)
-    cli.check_html_target(args, paths)
+    cli.check_output_targets_of(args, paths)
     result = benchmark(paths, args.model, devices=args.devices or [args.device], dtypes=args.dtype,
                        engines=args.engine, batch_sizes=args.batch_sizes, warmup=args.warmup, runs=args.runs,
                        encoder_runtimes=args.encoder_runtime, batch_seconds=args.batch_seconds,

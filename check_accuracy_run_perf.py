@@ -29,7 +29,7 @@ from common import choices, cli, options  # noqa: E402  (light: no torch/NeMo im
 
 def build_parser():
     parser = cli.parser_from_doc(__doc__)
-    cli.add_input_arguments(parser)
+    cli.add_input_arguments(parser, seed_also="the accuracy stage's bootstrap")
     cli.add_model_arguments(parser)
     cli.group(parser, "model and device").add_argument(
         "--all-cards", action="store_true",
@@ -45,12 +45,12 @@ def build_parser():
     cli.add_threshold_arguments(parser)
     control = cli.group(parser, "run control")
     control.add_argument("--dry-run", action="store_true", help="only check the environment (no model load)")
-    control.add_argument("--warmup", type=options.integer(0), default=1, help="untimed runs before timing")
+    control.add_argument("--warmup", type=options.integer(0), default=choices.WARMUP, help="untimed runs before timing")
     control.add_argument("--runs", type=options.integer(1), default=3, help="timed runs per device")
     cli.group(parser, "output").add_argument("--report-dir", type=options.non_empty, default="reports",
                                              help="where report.md, report.html and report.json are written")
-    cli.add_output_arguments(parser)
-    cli.add_resume_argument(parser)
+    cli.add_output_arguments(parser, stdout_too=True)
+    cli.add_resume_argument(parser, where="in --report-dir")
     return parser
 
 

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def perf(args, out: Path, ranks: int, threads: int = 2) -> dict:
-    common = ["--model", args.model, "--device", "cpu", "--engine", "batched", "--warmup", "1",
+    common = ["--model", args.model, "--device", "cpu", "--engine", "batched", "--batch-sizes", "1", "--warmup", "1",
               "--runs", str(args.runs), "--no-engine-check", "--output", str(out), *args.audio]
     script = str(REPO / "accuracy_run_perf.py")
     if ranks == 1:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
-from .choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_ENGINE,
-                      DEFAULT_GRAPH_MODE, DEFAULT_LOADER, LONG_AUDIO_SECONDS)
+from .choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME,
+                      DEFAULT_ENGINE, DEFAULT_GRAPH_MODE, DEFAULT_LOADER, DEFAULT_REFERENCE, LONG_AUDIO_SECONDS, MAX_WER,
+                      MIN_MATCH, NO_REFERENCE, RUNS, WARMUP)
 from .engine.records import FileRecord
 from .engine.transcriber import TranscribeOptions, transcribe_signals
 from .errors import InputError
@@ -88,7 +89,7 @@ def _options(timestamps: str, dtype: str, encoder_runtime: str, batch_size: int 
                              long_audio_seconds=LONG_AUDIO_SECONDS, encoder_runtime=encoder_runtime)
 
 
-def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = DEFAULT_DTYPE,
+def load_model(model: Optional[str] = None, device: str = DEFAULT_DEVICE, dtype: str = DEFAULT_DTYPE,
                loader: str = DEFAULT_LOADER, decoder_device: Optional[str] = None,
                encoder_runtime: str = DEFAULT_ENCODER_RUNTIME) -> Model:
     """Load `model` (a .nemo, an extracted folder, a pretrained name, "demo", "random:tiny";
@@ -114,7 +115,7 @@ def load_model(model: Optional[str] = None, device: str = "auto", dtype: str = D
     return Model(loaded, dtype, encoder_runtime)
 
 
-def transcribe(audio: Union[Audio, Sequence[Audio]], model: Optional[str] = None, device: str = "auto",
+def transcribe(audio: Union[Audio, Sequence[Audio]], model: Optional[str] = None, device: str = DEFAULT_DEVICE,
                timestamps: str = "none", dtype: str = DEFAULT_DTYPE) -> Union[FileRecord, list[FileRecord]]:
     """Load and transcribe in one call (load once with `load_model` for repeated use). Paths run
     as inference.py runs them (the job layer's transcribe_request): every input is checked first,
@@ -209,14 +210,15 @@ class AccuracyResult:
         return self.comparison(DEVICE_VS_TRUTH)
 
 
-def check_accuracy(audio: Union[str, Sequence[str]], model: Optional[str] = None, device: str = "auto",
-                   reference: Optional[str] = "cpu", dtype: str = "fp32", min_match: float = 1.0,
-                   max_wer: float = 0.0, max_truth_wer: Optional[float] = None, truth_text: Optional[str] = None,
-                   warmup: int = 1, output: Optional[str] = None, resume: bool = False,
+def check_accuracy(audio: Union[str, Sequence[str]], model: Optional[str] = None, device: str = DEFAULT_DEVICE,
+                   reference: Optional[str] = DEFAULT_REFERENCE, dtype: str = DEFAULT_DTYPE,
+                   min_match: float = MIN_MATCH, max_wer: float = MAX_WER, max_truth_wer: Optional[float] = None,
+                   truth_text: Optional[str] = None, warmup: int = WARMUP, output: Optional[str] = None,
+                   resume: bool = False,
                    html: Optional[str] = None, seed: int = 0) -> AccuracyResult:
     """accuracy_run.py as a call: `device` at `dtype` against `reference` at fp32, file by file,
     and both against the ground truth where the inputs carry one (or `truth_text`, for one input).
-    `reference=None`: no reference, the device against the truth only (the model runs once).
+    `reference=None` (or "none"): no reference, the device against the truth only (the model runs once).
     The verdict: `min_match`/`max_wer` judge device vs reference (with a reference),
     `max_truth_wer` device vs truth (when given). With `output`, comparisons are kept durably
     beside it (an interrupted run continues with `resume`) and the document is published there;
@@ -227,6 +229,8 @@ def check_accuracy(audio: Union[str, Sequence[str]], model: Optional[str] = None
 
     options = AccuracyOptions(dtype=dtype, warmup=warmup, min_match=min_match, max_wer=max_wer,
                               max_truth_wer=max_truth_wer, seed=seed)
+    if reference == NO_REFERENCE:
+        reference = None
     request = AccuracyRequest(tuple([audio] if isinstance(audio, str) else audio), model, device, reference,
                               truth_text=truth_text, inputs=InputOptions(seed=seed), options=options, output=output,
                               html=html, resume=resume, command_line="check_accuracy()")
@@ -272,9 +276,9 @@ class PerfResult:
         return perf_csv(self.document)
 
 
-def benchmark(audio: Union[str, Sequence[str]], model: Optional[str] = None, devices: Sequence[str] = ("auto",),
+def benchmark(audio: Union[str, Sequence[str]], model: Optional[str] = None, devices: Sequence[str] = (DEFAULT_DEVICE,),
               dtypes: Sequence[str] = (DEFAULT_DTYPE,), engines: Sequence[str] = (DEFAULT_ENGINE,),
-              batch_sizes: Sequence[int] = (BATCH_SIZE,), warmup: int = 1, runs: int = 5,
+              batch_sizes: Sequence[int] = (BATCH_SIZE,), warmup: int = WARMUP, runs: int = RUNS,
               encoder_runtimes: Sequence[str] = (DEFAULT_ENCODER_RUNTIME,), *, batch_seconds: float = BATCH_SECONDS,
               decode_graphs: Sequence[str] = (DEFAULT_GRAPH_MODE,), decoder_devices: Sequence[str] = (),
               stage_runs: int = 1, check_engines: bool = True, long_audio_seconds: float = LONG_AUDIO_SECONDS,
@@ -387,9 +391,9 @@ class CheckResult:
     document: dict  # as check_accuracy_run_perf.py writes report.json (the dry-run: --output)
 
 
-def check_machine(audio: Union[str, Sequence[str]] = (), model: Optional[str] = None, device: str = "auto",
+def check_machine(audio: Union[str, Sequence[str]] = (), model: Optional[str] = None, device: str = DEFAULT_DEVICE,
                   dry_run: bool = False, *, dtype: str = DEFAULT_DTYPE, engine: str = DEFAULT_ENGINE,
-                  warmup: int = 1, runs: int = 3, min_match: float = 1.0, max_wer: float = 0.0,
+                  warmup: int = WARMUP, runs: int = 3, min_match: float = MIN_MATCH, max_wer: float = MAX_WER,
                   report_dir: Optional[str] = None, resume: bool = False, all_cards: bool = False,
                   long_audio_seconds: float = LONG_AUDIO_SECONDS, loader: str = DEFAULT_LOADER,
                   threads: Optional[int] = None, inputs=None, command_line: str = "check_machine()",

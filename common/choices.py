@@ -38,8 +38,19 @@ DEFAULT_LOADER = "fast"
 # How --audio paths are read (common/inputs/layouts.py); auto = detected from each path.
 LAYOUTS = ("auto", "audio", "manifest", "librispeech", "kaldi", "hf")
 
-# accuracy_run.py --reference: a device, or this: no reference, the device against the truth only.
+# Devices: --device auto = npu if torch_npu loads and sees a card, else cuda, else cpu.
+DEFAULT_DEVICE = "auto"
+
+# The accuracy check: the reference device (always fp32 in torch), or NO_REFERENCE (the device
+# against the truth only), and the verdict's thresholds on device vs reference.
+DEFAULT_REFERENCE = "cpu"
 NO_REFERENCE = "none"
+MIN_MATCH = 1.0  # share of files whose transcripts are identical
+MAX_WER = 0.0  # WER of device vs reference
+
+# Untimed runs before timing (accuracy and benchmark), and timed runs of the benchmark.
+WARMUP = 1
+RUNS = 5
 
 # What inference.py reports and writes.
 TIMESTAMPS = ("none", "word", "segment", "char", "all")

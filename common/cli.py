@@ -12,12 +12,13 @@ from typing import Callable
 from . import options, signals
 from .choices import (DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_GRAPH_MODE,
                       DEFAULT_LOADER, DTYPES, ENCODER_RUNTIMES, ENGINE_ALIASES, ENGINES, GRAPH_MODES, LAYOUTS,
-                      LOADERS, LONG_AUDIO_SECONDS)
+                      LOADERS, LONG_AUDIO_SECONDS, MAX_WER, MIN_MATCH, DEFAULT_DEVICE)
 from .errors import SetupError, Terminated, ToolkitError
 
-MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a pretrained name (nvidia/parakeet-tdt-0.6b-v2, "
-              "needs the Hugging Face hub), demo (a small model shipped in demo/, trained on synthetic speech, "
-              "offline), or random:tiny / random:parakeet (random weights, offline). "
+MODEL_HELP = ("a .nemo file, an extracted .nemo folder, a folder holding one .nemo, a hub name "
+              "(nvidia/parakeet-tdt-0.6b-v2: from the Hugging Face hub or the mirror in $HF_ENDPOINT, cached, "
+              "resumed when cut), modelscope:ORG/NAME (requirements-hub.txt), demo (a small model shipped in demo/, "
+              "trained on synthetic speech, offline), or random:tiny / random:parakeet (random weights, offline). "
               "Default: $PARAKEET_MODEL, else ./parakeet-tdt-0.6b-v2.nemo if present, else "
               "nvidia/parakeet-tdt-0.6b-v2")
 
@@ -137,7 +138,7 @@ def input_options(args: argparse.Namespace):
                         limit=args.limit, seed=args.seed)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = "auto") -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = DEFAULT_DEVICE) -> None:
     section = group(parser, "model and device")
     section.add_argument("--model", type=options.non_empty, default=None, help=MODEL_HELP)
     section.add_argument("--device", type=device_spec, default=device_default,
@@ -189,15 +190,19 @@ def add_long_audio_argument(parser: argparse.ArgumentParser) -> None:
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
     """The accuracy verdict's thresholds (accuracy_run.py and the smoke chain)."""
     section = group(parser, "thresholds")
-    section.add_argument("--min-match", type=options.fraction, default=1.0,
+    section.add_argument("--min-match", type=options.fraction, default=MIN_MATCH,
                          help="minimum share of exactly matching files (0 to 1)")
-    section.add_argument("--max-wer", type=options.non_negative, default=0.0, help="maximum WER of device vs reference")
+    section.add_argument("--max-wer", type=options.non_negative, default=MAX_WER,
+                         help="maximum WER of device vs reference")
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+def add_output_arguments(parser: argparse.ArgumentParser, stdout_too: bool = False) -> None:
+    """--output, --json and --debug. `stdout_too`: the script prints its tables on stdout
+    whether or not --output is given (the accuracy check, the benchmark)."""
     section = group(parser, "output")
     section.add_argument("--output", metavar="FILE", type=options.non_empty, default=None,
-                          help="write the result to FILE (atomically) instead of stdout")
+                         help="also write the result as JSON to FILE (atomically)" if stdout_too else
+                         "write the result to FILE (atomically) instead of stdout")
     section.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     group(parser, "run control").add_argument("--debug", action="store_true",
                                               help="show tracebacks and library logs instead of one-line errors")
@@ -210,12 +215,19 @@ def add_html_argument(parser: argparse.ArgumentParser) -> None:
                               "to FILE, atomically")
 
 
-def check_html_target(args: argparse.Namespace, paths: list[str]) -> None:
-    """--html must not overwrite an input or be a folder (checked before anything heavy runs)."""
-    if getattr(args, "html", None):
-        from .outputs.paths import check_output_file
+def check_output_targets_of(args: argparse.Namespace, paths: list[str]) -> None:
+    """--output, --csv and --html must each be a new or replaceable file, none of them an input,
+    a folder or another of them (checked before anything heavy runs)."""
+    from .outputs.paths import check_output_file
 
-        check_output_file(args.html, [p for p in paths if os.path.exists(p)], "--html")
+    targets = [(option, getattr(args, option[2:], None)) for option in ("--output", "--csv", "--html")]
+    targets = [(option, path) for option, path in targets if path]
+    inputs = [p for p in paths if os.path.exists(p)]
+    for n, (option, path) in enumerate(targets):
+        check_output_file(path, inputs, option)
+        for other, other_path in targets[n + 1:]:
+            if os.path.abspath(path) == os.path.abspath(other_path):
+                raise SetupError(f"{other} {other_path}: is also {option}; give each its own file")
 
 
 def add_resume_argument(parser: argparse.ArgumentParser, where: str = "beside --output (or in --output-dir)") -> None:

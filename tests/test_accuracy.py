@@ -452,3 +452,14 @@ def test_reference_none_under_torchrun_equals_one_process(capsys, tmp_path):
     assert [c["card"] for c in ranked["accuracy"]["cards"]] == ["cpu/rank0", "cpu/rank1"]
     assert all(c["headline"][0]["comparison"] == "device vs truth" for c in ranked["accuracy"]["cards"])
     assert ranked["accuracy"]["verdict"]["failures"][0].startswith("device vs truth: WER ")
+
+
+def test_the_accuracy_check_runs_what_inference_runs(capsys, tiny_nemo, truth_manifest, truth_only_run):
+    """The figures describe inference.py's output: the same engine, and file by file the same texts
+    as inference.py transcribing one file a call."""
+    _, doc, _, _ = truth_only_run
+    assert doc["target"]["engine"] == inference.build_parser().parse_args(["a.wav"]).engine
+    assert inference.main(["--model", str(tiny_nemo), "--device", "cpu", "--batch-size", "1", "--json",
+                           str(truth_manifest)]) == 0
+    transcribed = json.loads(capsys.readouterr().out)["results"]
+    assert [f["text"] for f in transcribed] == [f["device"]["text"] for f in doc["accuracy"]["files"]]

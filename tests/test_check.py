@@ -313,3 +313,21 @@ def test_no_host_requirements_file_pins_torch_or_torch_npu():
         names = set(pinned_requirements(REPO / line.host_requirements))
         assert not names & {"torch", "torch_npu", "torch-npu"} and "-r requirements.txt" not in text, line.name
         assert {"nemo_toolkit", "soundfile", "jiwer"} <= names, line.name
+
+
+@pytest.mark.parametrize("problem", ["a file", "read-only"])
+def test_a_bad_report_dir_is_a_setup_error_before_nemo_is_imported(tmp_path, problem):
+    report_dir = tmp_path / "reports"
+    if problem == "a file":
+        report_dir.write_text("not a folder")
+    else:
+        report_dir.mkdir()
+        report_dir.chmod(0o500)
+        if os.access(report_dir, os.W_OK):
+            pytest.skip("this user writes into read-only folders (root): the refusal cannot be seen")
+    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "check_accuracy_run_perf.py"), "--model",
+                           "demo", "--audio", str(REPO / "examples" / "demo.wav"), "--report-dir", str(report_dir)],
+                          capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 2 and errors == [errors[0]] and f"--report-dir {report_dir}" in errors[0], errors
+    assert "| nemo" not in done.stderr  # refused before NeMo's import

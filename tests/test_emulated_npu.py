@@ -114,7 +114,7 @@ def npu_perf(tiny_nemo, clips, tmp_path_factory):
 def test_perf_reports_host_syncs_per_stage(npu_perf):
     for result in npu_perf["on_npu"]["results"]:
         syncs = result["host_syncs"]
-        assert syncs is not None, "the emulator's counters reach the report through common/counters.py"
+        assert syncs is not None, "the emulator's counters reach the report through common/device/counters.py"
         assert syncs["features"] == 0 and syncs["encoder"] == 0
         assert result["engine_check"]["identical"]
         decoding = syncs["decoding"] if result["config"]["engine"] == "batched" else syncs["other"]

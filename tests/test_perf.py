@@ -168,8 +168,11 @@ def test_the_default_benchmark_times_what_inference_runs(capsys, tiny_nemo, clip
     doc = json.loads(output.read_text())
     assert code == 0 and len(doc["results"]) == 1
     result = doc["results"][0]
-    assert result["config"]["engine"] == DEFAULT_ENGINE == "batched"
-    assert (result["config"]["batch_size"], result["config"]["batch_seconds"]) == (BATCH_SIZE, BATCH_SECONDS)
+    import inference
+
+    runs = inference.build_parser().parse_args(["a.wav"])  # what inference.py runs by default
+    assert result["config"]["engine"] == runs.engine == DEFAULT_ENGINE == "batched"
+    assert (result["config"]["batch_size"], result["config"]["batch_seconds"]) == (runs.batch_size, runs.batch_seconds)
     assert "decoding" in result["stages"][0], "the batched engine decodes in a stage of its own"
     assert [len(b) for b in result["batches"]] == [2]  # both clips in one batch of at most 16 files
     named = f"engine batched, batch ≤{BATCH_SIZE} files / ≤{BATCH_SECONDS:g} s"

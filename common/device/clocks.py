@@ -16,7 +16,7 @@ from .accelerators import synchronize
 def timed(device: str, sink: dict, key: str, counts: Optional[dict] = None):
     """Add the wall time of the block to sink[key]; the device is synchronized before both clock
     reads, so queued kernels are counted where they ran. With `counts`, also add what a
-    registered counting backend (common/counters.py) counted in the block to counts[key]."""
+    registered counting backend (common/device/counters.py) counted in the block to counts[key]."""
     synchronize(device)
     before = counters.snapshot() if counts is not None else None
     start = time.perf_counter()

@@ -1,8 +1,9 @@
 """The transcription engine: audio inputs in, per-file results out, in input order.
 
-Audio is decoded and validated here (16 kHz mono), then handed to NeMo's own
-`model.transcribe()` as in-memory arrays, batch by batch. A file that cannot be decoded, or
-that makes its batch fail, becomes an error for that file only.
+Audio is decoded and validated here (16 kHz mono) and planned into batches, then run by one of
+two engines: batched (the default: preprocessor, encoder and decoding called directly on padded
+tensors, common/engine/batched.py) or nemo (NeMo's own `model.transcribe()` on in-memory arrays).
+A file that cannot be decoded, or that makes its batch fail, becomes an error for that file only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
-from ..choices import LONG_AUDIO_SECONDS
+from ..choices import (BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_ENGINE, DEFAULT_GRAPH_MODE,
+                       LONG_AUDIO_SECONDS)
 from ..device.clocks import module_timer
 from ..errors import SetupError, ToolkitError
 from ..inputs.audio import SAMPLE_RATE, duration_seconds
@@ -31,14 +33,14 @@ from .records import FileRecord, Timestamp, Transcript
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    batch_size: int = 4
+    batch_size: int = BATCH_SIZE
     timestamp_kinds: tuple[str, ...] = ()  # which of TIMESTAMP_KINDS to report
-    dtype: str = "fp32"  # fp32; bf16/fp16 autocast; int8 (CPU) quantized encoder: common/engine/encoders.py
-    engine: str = "nemo"  # nemo: model.transcribe(); batched: preprocessor/encoder/decoding by hand
+    dtype: str = DEFAULT_DTYPE  # fp32; bf16/fp16 autocast; int8 (CPU) quantized encoder: common/engine/encoders.py
+    engine: str = DEFAULT_ENGINE  # batched: preprocessor/encoder/decoding by hand; nemo: model.transcribe()
     batch_seconds: Optional[float] = None  # audio budget per batch, longest first; None: input order
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # above this, alone and with local attention
-    decode_graphs: str = "off"  # off/on/auto: TDT decoding replayed from npu graphs (graph_decoding.py)
-    encoder_runtime: str = "torch"  # torch; onnxruntime: the CPU fp32 encoder in ONNX Runtime (onnx_encoder.py)
+    decode_graphs: str = DEFAULT_GRAPH_MODE  # off/on/auto: TDT decoding replayed from npu graphs (graph_decoding.py)
+    encoder_runtime: str = DEFAULT_ENCODER_RUNTIME  # torch; onnxruntime: the CPU fp32 encoder in ONNX Runtime (onnx_encoder.py)
     debug: bool = False  # re-raise model failures instead of recording them per file
 
 
@@ -147,7 +149,7 @@ def transcribe_signals(loaded: LoadedModel, signals: list, options: TranscribeOp
     """Transcribe 16 kHz mono arrays with the chosen engine and precision, as one batch, except
     that signals longer than `options.long_audio_seconds` run alone with local attention.
     `stages` receives seconds per stage: features, encoder and (batched engine) decoding;
-    `counts` what a counting backend counted per stage (common/counters.py)."""
+    `counts` what a counting backend counted per stage (common/device/counters.py)."""
     durations = [len(s) / SAMPLE_RATE for s in signals]
     transcripts: list = [None] * len(signals)
     for batch in plan_batches(durations, len(signals), None, options.long_audio_seconds):

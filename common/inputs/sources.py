@@ -17,7 +17,6 @@ from .audio import os_error_reason, wav_length_warning
 from .items import (AUDIO_EXTENSIONS, AudioInput, EmbeddedAudio, InputOptions, input_id, read_signal,  # noqa: F401 (re-exported)
                     resolve_relative)
 
-MANIFEST_EXTENSIONS = (".json", ".jsonl")
 STDIN = "-"  # the path that means: audio bytes on standard input
 STDIN_NAME = "<stdin>"  # its name in records and messages
 

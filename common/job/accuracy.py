@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
-from ..choices import DEFAULT_LOADER
+from ..choices import DEFAULT_LOADER, MAX_WER, MIN_MATCH
 from ..device.accelerators import DeviceChoice, device_name, prepare_device, resolve_device
 from ..device.environment import collect_environment
 from ..engine.precision import check_dtype_for_device, check_encoder_runtime
@@ -64,6 +64,9 @@ class AccuracyRequest:
     def check(self) -> None:
         """Settings that contradict each other, before anything is read."""
         if self.reference is None:
+            if (self.options.min_match, self.options.max_wer) != (MIN_MATCH, MAX_WER):
+                raise SetupError("--min-match/--max-wer: judge device vs reference; with --reference none the "
+                                 "device is judged against the truth: use --max-truth-wer")
             for option, value in (("--reference-results", self.reference_results),
                                   ("--reference-model", self.reference_model)):
                 if value is not None:
@@ -113,9 +116,12 @@ def run_accuracy(request: AccuracyRequest, select_device: Callable[[str, bool], 
 def _check_truth(request: AccuracyRequest, items: list[AudioInput]) -> None:
     if request.truth_text is not None and len(items) != 1:
         raise SetupError(f"--truth-text: applies to one input, got {len(items)}; use a manifest with 'text'")
-    if request.reference is None and request.truth_text is None and all(i.text is None for i in items):
-        raise SetupError("--reference none: no input has a ground truth to compare with; give a manifest or "
-                         "dataset with 'text', a LibriSpeech or Kaldi folder (transcripts), or --truth-text")
+    if request.truth_text is None and all(i.text is None for i in items):
+        needs = ("--reference none" if request.reference is None else
+                 "--max-truth-wer" if request.options.max_truth_wer is not None else None)
+        if needs:
+            raise SetupError(f"{needs}: no input has a ground truth to compare with; give a manifest or dataset "
+                             "with 'text', a LibriSpeech or Kaldi folder (transcripts), or --truth-text")
 
 
 @dataclass(frozen=True)
@@ -216,7 +222,7 @@ def accuracy_check(target: DeviceChoice, reference: Optional[DeviceChoice], targ
     fingerprint = {"model": model_identity(target_source),
                    "reference_model": model_identity(reference_source) if reference else None,
                    "device": target.device, "reference": reference.device if reference else None,
-                   "dtype": options.dtype,
+                   "dtype": options.dtype, "engine": options.target_side().engine,
                    "long_audio_seconds": options.long_audio_seconds,
                    # only when not torch, so that runs recorded before the option still resume
                    **({"encoder_runtime": options.encoder_runtime} if options.encoder_runtime != "torch" else {})}
@@ -293,7 +299,7 @@ def _document(target, reference, target_source, reference_source, items, options
         "reference_model": {"spec": reference_source.spec, "kind": reference_source.kind,
                             "reused_from": run.reference_results} if reference else None,
         "target": {"device": target.device, "name": device_name(target.device), "dtype": options.dtype,
-                   "encoder_runtime": options.encoder_runtime,
+                   "engine": options.target_side().engine, "encoder_runtime": options.encoder_runtime,
                    "settings": settings, "reason": target.reason},
         "reference": {"device": reference.device, "name": device_name(reference.device), "dtype": "fp32"}
         if reference else None,

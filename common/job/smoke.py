@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..checks.environment import checks_document, run_checks
-from ..choices import DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_LOADER, LONG_AUDIO_SECONDS
+from ..choices import DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_LOADER, LONG_AUDIO_SECONDS, MAX_WER, MIN_MATCH, WARMUP
 from ..device.accelerators import DeviceChoice, resolve_device, visible_cards
 from ..device.threads import use_threads
 from ..engine.precision import check_dtype_for_device, cpu_precision_warning
@@ -22,6 +23,7 @@ from ..errors import SetupError
 from ..measure.accuracy import AccuracyOptions, summarize
 from ..measure.perf import PerfOptions, PerfSweep, load_signals, measure_cold_start, run_perf
 from ..model.loading import ModelPool, describe, import_nemo_asr, resolve_model_source
+from ..outputs.paths import check_writable_folder
 from .accuracy import AccuracyRun, accuracy_check, add_card_verdicts, cards_summary_line, reference_sides_of
 
 REFERENCE_DEVICE = "cpu"
@@ -35,10 +37,10 @@ class SmokeOptions:
     device: str = "auto"
     dtype: str = DEFAULT_DTYPE
     engine: str = DEFAULT_ENGINE  # the performance stage's and the cold start's (batching: PerfSweep's defaults)
-    warmup: int = 1
+    warmup: int = WARMUP
     runs: int = 3
-    min_match: float = 1.0
-    max_wer: float = 0.0
+    min_match: float = MIN_MATCH
+    max_wer: float = MAX_WER
     quiet: bool = True
     debug: bool = False
     loader: str = DEFAULT_LOADER
@@ -59,14 +61,27 @@ def run_check(options: SmokeOptions, dry_run: bool, command_line: str,
         return document, document["passed"]
     if options.all_cards and options.device.split(":")[0] == "cpu":
         raise SetupError("--all-cards checks the NPU or CUDA cards against the CPU: give --device npu, cuda or auto")
+    if options.report_dir:
+        prepare_report_dir(options.report_dir)
     start = time.perf_counter()
     import_nemo_asr(quiet=options.quiet)
     import_seconds = time.perf_counter() - start
-    if options.report_dir:
-        os.makedirs(options.report_dir, exist_ok=True)
     say(f"checks: model {describe(resolve_model_source(options.model))}, device {options.device} ...")
     document = run_smoke(options, command_line, import_seconds, say)
     return document, smoke_passed(document)
+
+
+def prepare_report_dir(folder: str) -> None:
+    """--report-dir made, or found writable, before anything heavy: a setup error (exit 2) up
+    front rather than an OSError once the work is done."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise SetupError(f"--report-dir {folder}: is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SetupError(f"--report-dir {folder}: cannot be created ({error.strerror or error})") from None
+    check_writable_folder(path, f"--report-dir {folder}")
 
 
 def run_smoke(options: SmokeOptions, command_line: str, import_seconds: float,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..choices import LONG_AUDIO_SECONDS
+from ..choices import (DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_ENGINE, DEFAULT_GRAPH_MODE, LONG_AUDIO_SECONDS,
+                       MAX_WER, MIN_MATCH, WARMUP)
 from ..device.clocks import rtfx, timed
 from ..engine.transcriber import TranscribeOptions, transcribe_signals
 from ..errors import ToolkitError
@@ -34,21 +35,22 @@ REFERENCE_VS_TRUTH = "reference vs truth"
 
 @dataclass(frozen=True)
 class AccuracyOptions:
-    dtype: str = "fp32"  # the target's precision; the reference is always fp32
-    warmup: int = 1  # untimed runs per model before the first timed file
-    min_match: float = 1.0  # device vs reference
-    max_wer: float = 0.0  # device vs reference
+    dtype: str = DEFAULT_DTYPE  # the target's precision; the reference is always fp32
+    warmup: int = WARMUP  # untimed runs per model before the first timed file
+    min_match: float = MIN_MATCH  # device vs reference
+    max_wer: float = MAX_WER  # device vs reference
     max_truth_wer: Optional[float] = None  # device vs truth; None: reported, not judged
     with_reference: bool = True  # False: no reference side, the device against the truth only
     debug: bool = False
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # the same long-audio rule on both sides
     seed: int = 0  # the bootstrap's resampling (confidence intervals)
-    decode_graphs: str = "off"  # --decode-graphs (applies where decoding runs on an npu)
-    encoder_runtime: str = "torch"  # the target's; the reference's encoder is always torch's
+    decode_graphs: str = DEFAULT_GRAPH_MODE  # --decode-graphs (applies where decoding runs on an npu)
+    encoder_runtime: str = DEFAULT_ENCODER_RUNTIME  # the target's; the reference's encoder is always torch's
 
-    def side(self, dtype: str, encoder_runtime: str = "torch") -> TranscribeOptions:
-        """How one side transcribes: one file at a time, word timestamps, at `dtype`."""
-        return TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype,
+    def side(self, dtype: str, encoder_runtime: str = DEFAULT_ENCODER_RUNTIME) -> TranscribeOptions:
+        """How one side transcribes: inference.py's engine, one file at a time (a file's text
+        never depends on its batch mates), word timestamps, at `dtype`."""
+        return TranscribeOptions(batch_size=1, timestamp_kinds=("word",), dtype=dtype, engine=DEFAULT_ENGINE,
                                  long_audio_seconds=self.long_audio_seconds, decode_graphs=self.decode_graphs,
                                  encoder_runtime=encoder_runtime)
 

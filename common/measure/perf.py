@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
 from ..choices import (BATCH_SECONDS, BATCH_SIZE, DEFAULT_DTYPE, DEFAULT_ENCODER_RUNTIME, DEFAULT_ENGINE,
-                       DEFAULT_GRAPH_MODE, LONG_AUDIO_SECONDS)
+                       DEFAULT_GRAPH_MODE, LONG_AUDIO_SECONDS, RUNS, WARMUP)
 from ..device.accelerators import DeviceChoice, memory_bytes, prepare_device, reset_peak_memory
 from ..device.clocks import latency_stats, rtfx, timed
 from ..device.environment import collect_environment
@@ -124,8 +124,8 @@ def load_signals(paths: list[str], input_options: InputOptions = InputOptions())
 
 @dataclass(frozen=True)
 class PerfOptions:
-    warmup: int = 1
-    runs: int = 5
+    warmup: int = WARMUP
+    runs: int = RUNS
     stage_runs: int = 1  # separate runs with a synchronizing probe around every stage
     check_engines: bool = True  # run the other engine once and compare transcripts
     long_audio_seconds: float = LONG_AUDIO_SECONDS  # longer inputs: a batch of their own, local attention

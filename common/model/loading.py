@@ -163,7 +163,7 @@ def import_nemo_asr(quiet: bool = True):
 def restore_on_cpu(source: ModelSource, quiet: bool = True, loader: str = "fast") -> tuple[object, str]:
     """The NeMo model for `source`, on the CPU, in eval mode, and how it was loaded.
 
-    loader "fast" uses the extraction cache and memory-mapped weights (common/fast_load.py) for
+    loader "fast" uses the extraction cache and memory-mapped weights (common/model/fast_load.py) for
     .nemo files (a hub name's downloaded one included), extracted folders and random:<size>;
     "nemo" is NeMo's own restore_from()."""
     source = fetched(source)
