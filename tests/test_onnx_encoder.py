@@ -143,8 +143,9 @@ def test_a_run_resumes_only_with_the_runtime_it_was_made_with(tmp_path, capsys):
     from common.model.loading import resolve_model_source
 
     output = tmp_path / "out.json"
-    made_with = InferenceJob(resolve_model_source("demo"), collect_inputs(DEMO_CLIPS[:1]), resolve_device("cpu"),
-                             JobSettings(TranscribeOptions(encoder_runtime="onnxruntime"), "fast", None))
+    made_with = InferenceJob(resolve_model_source("demo"), collect_inputs(DEMO_CLIPS[:1]),
+                             lambda: resolve_device("cpu"),
+                             JobSettings(TranscribeOptions(engine="nemo", encoder_runtime="onnxruntime"), "fast", None))
     (tmp_path / "out.json.partial.jsonl").write_text(
         json.dumps({"format": "parakeet-records/1", "settings": made_with.fingerprint()}) + "\n")
     code = inference.main(["--model", "demo", "--device", "cpu", "--engine", "nemo", "--output", str(output),

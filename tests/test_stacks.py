@@ -147,9 +147,12 @@ def test_dry_run_on_cpu_only_warns_about_the_npu_stack(tmp_path):
 
 
 def pins(path: Path) -> dict[str, str]:
+    """name -> version of a requirements file's unconditional `==` pins, its `-r` includes too."""
     found = {}
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found.update(pins(path.parent / line[3:].strip()))
         match = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)$", line)
         if match:
             found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(3)

@@ -349,6 +349,20 @@ def bf16_training(dtype: str) -> bool:
     return dtype == "bf16" or (dtype == "auto" and bool(NATIVE_BF16_FLAGS & cpu_flags()))
 
 
+def bf16_lstm_unsupported() -> str | None:
+    """Why this CPU cannot train the LSTM under bf16 autocast, or None if it can: oneDNN has no
+    bf16 LSTM kernel for CPUs without AVX-512 (seen on an AVX2-only AMD EPYC), so the step fails."""
+    import torch
+
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output, _ = torch.nn.LSTM(4, 4, batch_first=True)(torch.randn(1, 2, 4))
+        output.float().sum().backward()
+    except RuntimeError as error:
+        return f"bf16 autocast cannot run the LSTM on this CPU ({str(error).splitlines()[0][:80]})"
+    return None
+
+
 def decode(model, feats, indices, batch: int = 32) -> list[str]:
     import torch
 
