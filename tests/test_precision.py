@@ -201,7 +201,10 @@ def test_int8_linear_is_the_product_of_its_quantized_operands():
     import torch
 
     from common.engine.int8 import Int8Linear, quantize_weight
+    from common.engine.precision import int8_matmul_problem
 
+    if int8_matmul_problem():  # the next test checks that the toolkit says so
+        pytest.skip(int8_matmul_problem())
     generator = torch.Generator().manual_seed(0)
     for bias in (True, False):
         linear = torch.nn.Linear(96, 160, bias=bias)
@@ -225,6 +228,23 @@ def test_int8_linear_is_the_product_of_its_quantized_operands():
         assert torch.equal(alone[0], output[1, 3])
         assert _relative_distance(output, reference) < 0.02
 
+
+
+def test_an_int8_matmul_that_gives_wrong_sums_is_named_before_it_is_used():
+    """The probe's verdict agrees with the kernel on products of the encoder's sizes (exact int32
+    sums or not), and where the kernel is wrong, --dtype int8 is warned about in one line."""
+    import torch
+
+    from common.engine.precision import cpu_precision_warning, int8_matmul_problem
+
+    generator = torch.Generator().manual_seed(1)
+    left = torch.randint(-127, 128, (64, 1024), dtype=torch.int8, generator=generator)
+    right = torch.randint(-127, 128, (1024, 256), dtype=torch.int8, generator=generator)
+    exact = torch.equal(torch._int_mm(left, right).long(), left.long() @ right.long())
+    assert (int8_matmul_problem() is None) == exact, int8_matmul_problem()
+    if not exact:
+        warning = cpu_precision_warning("int8")
+        assert warning.startswith("--dtype int8: torch ") and "wrong sums" in warning and "\n" not in warning
 
 def test_int8_weights_are_quantized_once_per_model_file(tiny_nemo, clips, tmp_path, monkeypatch):
     """The first int8 run saves the encoder's int8 weights in the cache (published whole, by a

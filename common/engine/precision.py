@@ -9,6 +9,7 @@ words), so `fp32_features` does it for NeMo's own transcribe() on every version.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from ..choices import DTYPES, ENCODER_RUNTIMES
 from ..device import accelerators
@@ -83,9 +84,28 @@ def cpu_precision_warning(dtype: str) -> str | None:
     if dtype == "bf16" and flags and not accelerators.NATIVE_BF16_FLAGS & flags:
         return ("--dtype bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag): bf16 is emulated "
                 "and slower than fp32 here; int8 or fp32 is faster")
+    if dtype == "int8" and int8_matmul_problem():
+        return f"--dtype int8: {int8_matmul_problem()}: transcripts will be wrong; use fp32 or bf16 here"
     if dtype == "int8" and flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
         return "--dtype int8: this CPU has no VNNI (avx512_vnni/avx_vnni): int8 gains little over fp32 here"
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def int8_matmul_problem() -> str | None:
+    """Why the int8 encoder's matmul (torch._int_mm) cannot be trusted here, or None. torch 2.4's
+    CPU kernel gives wrong int32 sums on AVX2-only CPUs (off by up to 60,000 on rows of 96,
+    measured on an AMD EPYC without AVX-512; torch 2.13 is exact there): checked once on a small
+    product against the exact one."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    left = torch.randint(-127, 128, (17, 96), dtype=torch.int8, generator=generator)
+    right = torch.randint(-127, 128, (96, 40), dtype=torch.int8, generator=generator)
+    if torch.equal(torch._int_mm(left, right).long(), left.long() @ right.long()):
+        return None
+    return (f"torch {torch.__version__}'s int8 matmul (torch._int_mm) gives wrong sums on this CPU "
+            f"({torch.backends.cpu.get_cpu_capability()})")
 
 
 def autocast(device: str, dtype: str = "fp32"):
